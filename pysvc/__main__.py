@@ -1,0 +1,3 @@
+from pysvc.cli import main
+
+raise SystemExit(main())
