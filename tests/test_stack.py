@@ -1,0 +1,210 @@
+"""The local stack: start/stop, the compat bootstrap, CLI-compatible migrations, PostgREST auth."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from pysvc import migrate
+from pysvc.errors import StackError
+from pysvc.stack import PROJECT_ROOT, Stack, StackInfo, find_supabase_cli, mint_key
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(find_supabase_cli()), *args],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )
+
+
+def test_stack_starts_and_stops_cleanly_twice_in_a_row(tmp_path_factory: pytest.TempPathFactory) -> None:
+    home = tmp_path_factory.mktemp("twice")
+    stack = Stack(home, db_port=0, rest_port=0, say=lambda _: None)
+    for _ in range(2):
+        info = stack.start()
+        assert httpx.get(info.rest_url, headers={"Authorization": f"Bearer {info.anon_key}"}).status_code == 200
+        assert stack.running() is not None
+        assert stack.stop() is True
+        assert stack.running() is None
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(info.rest_url)
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(info.database_url, connect_timeout=2)
+
+
+def test_starting_a_running_stack_returns_it_unchanged(stack_home: Path, stack: StackInfo) -> None:
+    again = Stack(stack_home, db_port=0, rest_port=0, say=lambda _: None).start()
+    assert again == stack
+
+
+def test_stack_env_file_lists_the_endpoints_and_keys(stack_home: Path, stack: StackInfo) -> None:
+    lines = dict(line.split("=", 1) for line in (stack_home / "stack.env").read_text().splitlines())
+    assert lines == stack.env()
+    assert set(lines) >= {
+        "DATABASE_URL", "SUPABASE_REST_URL", "SUPABASE_JWT_SECRET",
+        "SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_ANON_KEY",
+    }
+
+
+def test_stale_state_file_is_cleared_with_a_message(tmp_path: Path) -> None:
+    said: list[str] = []
+    stack = Stack(tmp_path, db_port=0, rest_port=0, say=said.append)
+    stack.state_file.write_text('{"postgrest_pid": 999999, "postgres_pid": null}')
+    assert stack.running() is None
+    info = stack.start()
+    try:
+        assert any("stale" in line for line in said)
+        assert stack.running() == info
+    finally:
+        stack.stop()
+
+
+def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        with pytest.raises(StackError, match=f"port {port} .* in use"):
+            Stack(tmp_path, db_port=port, rest_port=0, say=lambda _: None).start()
+
+
+def test_bootstrap_is_skipped_where_supabase_roles_exist(stack: StackInfo) -> None:
+    assert migrate.bootstrap(stack.database_url) is False
+
+
+def test_bootstrap_applied_twice_changes_nothing(stack: StackInfo) -> None:
+    with psycopg.connect(stack.database_url, autocommit=True) as conn:
+        before = conn.execute("select count(*) from pg_catalog.pg_default_acl").fetchone()
+        with conn.transaction():
+            for statement in migrate.split_statements(migrate.COMPAT_SQL.read_text()):
+                conn.execute(statement)
+        after = conn.execute("select count(*) from pg_catalog.pg_default_acl").fetchone()
+        roles = conn.execute(
+            "select rolname, rolbypassrls, rolcanlogin from pg_catalog.pg_roles"
+            " where rolname in ('anon', 'authenticated', 'service_role', 'authenticator')"
+            " order by rolname",
+        ).fetchall()
+    assert before == after
+    assert roles == [
+        ("anon", False, False),
+        ("authenticated", False, False),
+        ("authenticator", False, True),
+        ("service_role", True, False),
+    ]
+
+
+def test_auth_helpers_read_request_jwt_claims_like_supabase(stack: StackInfo) -> None:
+    with psycopg.connect(stack.database_url, autocommit=True) as conn, conn.transaction():
+        conn.execute(
+            "select set_config('request.jwt.claims', %s, true)",
+            ('{"sub": "4d7f9a4e-5f7b-4c53-9d55-0f6f0d8f4a11", "role": "authenticated"}',),
+        )
+        row = conn.execute("select auth.uid()::text, auth.role(), auth.jwt() ->> 'role'").fetchone()
+    assert row == ("4d7f9a4e-5f7b-4c53-9d55-0f6f0d8f4a11", "authenticated", "authenticated")
+
+
+def test_auth_users_accepts_just_id_and_email(db: psycopg.Connection[dict[str, Any]]) -> None:
+    row = db.execute(
+        "insert into auth.users (id, email) values (gen_random_uuid(), 'x@example.com') returning id",
+    ).fetchone()
+    assert row is not None
+
+
+def test_migrations_are_recorded_as_the_supabase_cli_records_them(
+    db: psycopg.Connection[dict[str, Any]],
+) -> None:
+    rows = db.execute(
+        "select version, name, statements from supabase_migrations.schema_migrations order by version",
+    ).fetchall()
+    files = migrate.discover()
+    assert [(r["version"], r["name"]) for r in rows] == [(m.version, m.name) for m in files]
+    assert rows[0]["statements"] == files[0].statements()
+
+
+def test_supabase_cli_sees_every_migration_as_applied(stack: StackInfo) -> None:
+    up = _cli("migration", "up", "--yes", "--db-url", stack.database_url)
+    assert up.returncode == 0, up.stderr
+    assert "up to date" in (up.stdout + up.stderr).lower()
+    listing = _cli("migration", "list", "--db-url", stack.database_url)
+    assert listing.returncode == 0, listing.stderr
+    for m in migrate.discover():
+        line = next(ln for ln in listing.stdout.splitlines() if m.version in ln)
+        assert line.count(m.version) == 2, line  # local and remote columns
+
+
+def test_migrations_are_applied_once(stack: StackInfo) -> None:
+    assert migrate.apply_pending(stack.database_url) == []
+
+
+def test_split_statements_keeps_quotes_comments_and_dollar_bodies_whole() -> None:
+    sql = (
+        "-- lead\ncreate table t (s text default 'a;b');\n"
+        "/* c; */ create function f() returns int language plpgsql as $fn$\n"
+        "begin -- x;\n return 1; end $fn$;\n"
+        "comment on table t is 'it''s; fine';\n-- trailing comment\n"
+    )
+    assert migrate.split_statements(sql) == [
+        "-- lead\ncreate table t (s text default 'a;b')",
+        "/* c; */ create function f() returns int language plpgsql as $fn$\nbegin -- x;\n return 1; end $fn$",
+        "comment on table t is 'it''s; fine'",
+    ]
+
+
+def test_postgrest_accepts_the_service_role_key(rest: httpx.Client, service_key: str) -> None:
+    r = rest.get("/plans?select=code", headers={"Authorization": f"Bearer {service_key}"})
+    assert r.status_code == 200
+    assert {"free", "standard"} <= {p["code"] for p in r.json()}
+
+
+def test_postgrest_rejects_a_token_signed_with_another_secret(rest: httpx.Client) -> None:
+    forged = mint_key(secrets.token_urlsafe(48), "service_role")
+    r = rest.get("/plans", headers={"Authorization": f"Bearer {forged}"})
+    assert r.status_code == 401
+    assert r.json()["code"] == "PGRST301"
+
+
+def test_database_advisors_pass_on_the_migrated_schema(stack: StackInfo) -> None:
+    result = _cli(
+        "db", "advisors", f"--remote={stack.database_url}", "--type", "all", "--fail-on", "warn",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "No issues found" in result.stdout + result.stderr
+
+
+def test_database_advisors_catch_a_table_without_rls(stack: StackInfo) -> None:
+    with psycopg.connect(stack.database_url, autocommit=True) as conn:
+        conn.execute("create table public.advisor_probe (id int primary key)")
+        try:
+            result = _cli(
+                "db", "advisors", f"--remote={stack.database_url}", "--type", "all",
+                "--fail-on", "warn",
+            )
+        finally:
+            conn.execute("drop table public.advisor_probe")
+    assert result.returncode != 0
+    assert "rls_disabled_in_public" in result.stdout
+
+
+def test_migrations_apply_on_postgres_15(tmp_path: Path) -> None:
+    pg15 = Path(os.environ.get("PYSVC_PG15_BIN", "/usr/lib/postgresql/15/bin"))
+    assert (pg15 / "postgres").exists(), "install Debian's postgresql-15 (make test does)"
+    stack = Stack(tmp_path, db_port=0, rest_port=0, pg_bin=pg15, say=lambda _: None)
+    info = stack.start()
+    try:
+        with psycopg.connect(info.database_url) as conn:
+            version = conn.execute("show server_version_num").fetchone()
+            applied = conn.execute("select count(*) from supabase_migrations.schema_migrations").fetchone()
+        assert version is not None and str(version[0]).startswith("15")
+        assert applied == (len(migrate.discover()),)
+        r = httpx.get(f"{info.rest_url}/plans", headers={"Authorization": f"Bearer {info.anon_key}"})
+        assert r.status_code == 200 and len(r.json()) >= 6
+    finally:
+        stack.stop()
