@@ -1,0 +1,225 @@
+"""The schema's own guarantees: the function's single source, RLS, grants and constraints."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from pysvc import migrate
+
+Db = psycopg.Connection[dict[str, Any]]
+MakeIntake = Callable[..., uuid.UUID]
+Token = Callable[[uuid.UUID], str]
+
+SOURCE = migrate.SQL_DIR / "create_session_record.sql"
+
+
+def test_newest_function_migration_is_the_editable_source() -> None:
+    releases = [m for m in migrate.discover() if "function public.create_session_record" in m.path.read_text()]
+    assert releases, "no migration defines public.create_session_record"
+    assert releases[-1].path.read_text() == SOURCE.read_text(), (
+        f"{SOURCE.name} changed: release it as a new migration "
+        f"(cp sql/create_session_record.sql sql/migrations/<timestamp>_<what_changed>.sql)"
+    )
+
+
+def test_function_is_security_definer_with_an_empty_search_path(db: Db) -> None:
+    row = db.execute(
+        "select prosecdef, proconfig from pg_catalog.pg_proc"
+        " where oid = 'public.create_session_record'::regproc",
+    ).fetchone()
+    assert row == {"prosecdef": True, "proconfig": ['search_path=""']}
+
+
+def test_only_service_role_may_execute_the_function(db: Db) -> None:
+    rows = db.execute(
+        "select r.rolname, has_function_privilege(r.rolname, 'public.create_session_record'::regproc,"
+        " 'execute') as can from pg_catalog.pg_roles r"
+        " where r.rolname in ('anon', 'authenticated', 'service_role', 'authenticator')"
+        " order by r.rolname",
+    ).fetchall()
+    assert {r["rolname"]: r["can"] for r in rows} == {
+        "anon": False, "authenticated": False, "authenticator": False, "service_role": True,
+    }
+
+
+def test_every_public_table_has_row_level_security(db: Db) -> None:
+    rows = db.execute(
+        "select c.relname from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace"
+        " where n.nspname = 'public' and c.relkind = 'r' and not c.relrowsecurity",
+    ).fetchall()
+    assert rows == []
+
+
+def _get(rest: httpx.Client, path: str, token: str) -> httpx.Response:
+    return rest.get(path, headers={"Authorization": f"Bearer {token}"})
+
+
+@pytest.fixture
+def session_of(
+    rest: httpx.Client, service_key: str, make_intake: MakeIntake,
+) -> Callable[[uuid.UUID], str]:
+    def _create(customer: uuid.UUID) -> str:
+        intake = make_intake(customer)
+        r = rest.post(
+            "/rpc/create_session_record",
+            json={"customer_id": str(customer), "plan": "free", "intake_id": str(intake),
+                  "payment_method": "free"},
+            headers={"Authorization": f"Bearer {service_key}"},
+        )
+        assert r.status_code == 200, r.text
+        return str(r.json()["session_id"])
+
+    return _create
+
+
+@pytest.mark.parametrize(
+    "table", ["sessions", "intakes", "session_participants", "session_events", "credit_entries"],
+)
+def test_a_customer_reads_only_their_own_rows(
+    rest: httpx.Client, db: Db, user_token: Token, make_user: Callable[[], uuid.UUID],
+    session_of: Callable[[uuid.UUID], str], table: str,
+) -> None:
+    alice, bob = make_user(), make_user()
+    for who in (alice, bob):
+        session_of(who)
+        db.execute(
+            "insert into public.credit_entries (customer_user_id, delta, reason) values (%s, 1, 'grant')",
+            (who,),
+        )
+    r = _get(rest, f"/{table}", user_token(alice))
+
+    assert r.status_code == 200
+    rows = r.json()
+    assert rows, f"alice sees none of her own {table}"
+    owner_column = {"session_participants": "user_id", "session_events": "user_id"}.get(table, "customer_user_id")
+    assert {row[owner_column] for row in rows} == {str(alice)}
+
+
+@pytest.mark.parametrize(
+    "table", ["sessions", "intakes", "session_participants", "session_assignments", "session_events",
+              "credit_entries", "mechanics", "mechanic_queue"],
+)
+def test_anon_sees_nothing(
+    rest: httpx.Client, anon_key: str, customer: uuid.UUID, session_of: Callable[[uuid.UUID], str],
+    table: str,
+) -> None:
+    session_of(customer)
+    r = _get(rest, f"/{table}", anon_key)
+    assert r.status_code in (200, 401)
+    assert r.status_code == 401 or r.json() == []
+
+
+def test_anon_reads_the_plan_catalog(rest: httpx.Client, anon_key: str) -> None:
+    r = _get(rest, "/plans?select=code,price_cents&code=eq.standard", anon_key)
+    assert r.json() == [{"code": "standard", "price_cents": 2999}]
+
+
+@pytest.mark.parametrize(
+    ("table", "row"),
+    [
+        ("sessions", {"type": "chat", "plan": "free"}),
+        ("session_participants", {"role": "customer"}),
+        ("session_assignments", {"session_type": "chat", "plan": "free"}),
+        ("session_events", {"event_type": "created"}),
+        ("credit_entries", {"delta": 100, "reason": "grant"}),
+    ],
+)
+def test_customers_cannot_write_what_only_the_service_writes(
+    rest: httpx.Client, db: Db, user_token: Token, customer: uuid.UUID, make_intake: MakeIntake,
+    session_of: Callable[[uuid.UUID], str], table: str, row: dict[str, Any],
+) -> None:
+    session_id = session_of(customer)
+    owner = {"customer_user_id": str(customer)} if table in ("sessions", "credit_entries") else {}
+    if table == "sessions":
+        db.execute("update public.sessions set status = 'completed' where id = %s", (session_id,))
+        owner["intake_id"] = str(make_intake(customer))
+    elif table == "session_participants":
+        owner["user_id"] = str(customer)
+    if table not in ("sessions", "credit_entries"):
+        owner["session_id"] = session_id
+    before = db.execute(f"select count(*) as n from public.{table}").fetchone()
+
+    r = rest.post(f"/{table}", json={**row, **owner}, headers={"Authorization": f"Bearer {user_token(customer)}"})
+
+    assert r.status_code in (401, 403), r.text
+    assert db.execute(f"select count(*) as n from public.{table}").fetchone() == before
+
+
+def test_a_customer_may_file_an_intake_only_for_themselves(
+    rest: httpx.Client, user_token: Token, make_user: Callable[[], uuid.UUID],
+) -> None:
+    alice, bob = make_user(), make_user()
+    headers = {"Authorization": f"Bearer {user_token(alice)}", "Prefer": "return=minimal"}
+    own = rest.post("/intakes", json={"customer_user_id": str(alice), "plan": "free"}, headers=headers)
+    forged = rest.post("/intakes", json={"customer_user_id": str(bob), "plan": "free"}, headers=headers)
+    signed = rest.post(
+        "/intakes",
+        json={"customer_user_id": str(alice), "plan": "free", "waiver_signed_at": "2026-01-01T00:00:00Z"},
+        headers=headers,
+    )
+    assert own.status_code == 201
+    assert forged.status_code == 403
+    assert signed.status_code in (401, 403)
+
+
+def test_an_active_mechanic_sees_the_queue_newest_urgent_first(
+    rest: httpx.Client, db: Db, user_token: Token, make_user: Callable[[], uuid.UUID],
+    make_intake: MakeIntake, make_mechanic: Callable[..., uuid.UUID], service_key: str,
+) -> None:
+    mine = []
+    for urgent in (False, True, False, True):
+        customer = make_user()
+        r = rest.post(
+            "/rpc/create_session_record",
+            json={"customer_id": str(customer), "plan": "free", "intake_id": str(make_intake(customer)),
+                  "payment_method": "free", "urgent": urgent},
+            headers={"Authorization": f"Bearer {service_key}"},
+        )
+        mine.append((r.json()["session_id"], urgent))
+    mechanic = make_mechanic()
+
+    r = _get(rest, "/mechanic_queue?select=session_id,urgent,session_type,plan,age", user_token(mechanic))
+
+    assert r.status_code == 200
+    queue = [row for row in r.json() if row["session_id"] in {s for s, _ in mine}]
+    assert [row["session_id"] for row in queue] == [mine[3][0], mine[1][0], mine[2][0], mine[0][0]]
+    assert {(row["session_type"], row["plan"]) for row in queue} == {("chat", "free")}
+
+
+def test_customers_and_inactive_mechanics_do_not_see_the_queue(
+    rest: httpx.Client, user_token: Token, customer: uuid.UUID, session_of: Callable[[uuid.UUID], str],
+    make_mechanic: Callable[..., uuid.UUID],
+) -> None:
+    session_of(customer)
+    retired = make_mechanic(active=False)
+    assert _get(rest, "/mechanic_queue", user_token(customer)).json() == []
+    assert _get(rest, "/mechanic_queue", user_token(retired)).json() == []
+
+
+@pytest.mark.parametrize(
+    ("statement", "constraint"),
+    [
+        ("update public.sessions set status = 'paused' where id = %(s)s", "sessions_status_check"),
+        ("update public.sessions set type = 'phone' where id = %(s)s", "sessions_type_check"),
+        ("update public.session_assignments set status = 'lost' where session_id = %(s)s",
+         "session_assignments_status_check"),
+        ("update public.session_participants set role = 'boss' where session_id = %(s)s",
+         "session_participants_role_check"),
+        ("insert into public.session_events (session_id, event_type) values (%(s)s, 'exploded')",
+         "session_events_event_type_check"),
+        ("insert into public.plans (code, session_type, price_cents, is_free) values ('odd', 'chat', 5, true)",
+         "plans_free_means_no_price"),
+    ],
+)
+def test_enumerated_values_are_checked_by_the_database(
+    db: Db, customer: uuid.UUID, session_of: Callable[[uuid.UUID], str], statement: str, constraint: str,
+) -> None:
+    session_id = session_of(customer)
+    with pytest.raises(psycopg.errors.CheckViolation, match=constraint):
+        db.execute(statement, {"s": session_id})
