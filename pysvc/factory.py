@@ -168,6 +168,13 @@ class AsyncSessionFactory:
             rest_url, headers=service_headers(service_role_key), timeout=timeout,
         )
 
+    @classmethod
+    def from_client(cls, client: AsyncPostgrestClient) -> AsyncSessionFactory:
+        """Share an existing PostgREST client (and its connection pool)."""
+        factory = cls.__new__(cls)
+        factory.client = client
+        return factory
+
     async def create_session_record(self, params: CreateSessionParams) -> CreateSessionResult:
         try:
             response = await self.client.rpc(RPC, params.rpc_payload()).execute()

@@ -1,0 +1,115 @@
+"""Stripe's HTTP API, as this service uses it: Checkout Sessions and refunds, with idempotency keys
+so that a double click, a retry or a second worker never charges or refunds twice."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import stripe
+
+from pysvc.errors import BackendUnavailable, ConfigError, PysvcError
+from pysvc.settings import Settings
+from pysvc.store import Intake, Plan
+
+
+class StripeNotConfigured(ConfigError):
+    """A paid route was called without the Stripe setting it needs: HTTP 503."""
+
+
+class StripeRefused(PysvcError):
+    """Stripe answered 4xx: retrying the same request will not help."""
+
+
+class Checkout:
+    def __init__(self, settings: Settings) -> None:
+        self.public_base_url = settings.public_base_url.rstrip("/")
+        self.webhook_secret = (
+            settings.stripe_webhook_secret.get_secret_value() if settings.stripe_webhook_secret else None
+        )
+        self.client: stripe.StripeClient | None = None
+        if settings.stripe_secret_key:
+            self.client = stripe.StripeClient(
+                settings.stripe_secret_key.get_secret_value(),
+                base_addresses={"api": settings.stripe_api_base} if settings.stripe_api_base else None,
+                http_client=stripe.HTTPXClient(),
+                max_network_retries=2,
+            )
+
+    def require_client(self) -> stripe.StripeClient:
+        if self.client is None:
+            raise StripeNotConfigured("STRIPE_SECRET_KEY is not set: paid plans are unavailable")
+        return self.client
+
+    def require_webhook_secret(self) -> str:
+        if not self.webhook_secret:
+            raise StripeNotConfigured("STRIPE_WEBHOOK_SECRET is not set: webhooks cannot be verified")
+        return self.webhook_secret
+
+    async def create_session(self, intake: Intake, plan: Plan, customer_email: str | None) -> str:
+        """A Checkout Session for the intake's plan at the catalog's price; returns its URL."""
+        params: dict[str, Any] = {
+            "mode": "payment",
+            "client_reference_id": str(intake.customer_user_id),
+            "line_items": [{
+                "quantity": 1,
+                "price_data": {
+                    "currency": plan.currency,
+                    "unit_amount": plan.price_cents,
+                    "product_data": {"name": f"{plan.session_type.value.title()} consultation ({plan.code})"},
+                },
+            }],
+            "metadata": checkout_metadata(intake, plan),
+            "success_url": f"{self.public_base_url}/api/checkout/success?session_id={{CHECKOUT_SESSION_ID}}",
+            "cancel_url": f"{self.public_base_url}/intake/waiver?plan={plan.code}&intake_id={intake.id}",
+        }
+        if customer_email:
+            params["customer_email"] = customer_email
+        session = await self._stripe(
+            self.require_client().v1.checkout.sessions.create_async(
+                params,  # type: ignore[arg-type]
+                {"idempotency_key": f"checkout-{intake.id}"},
+            )
+        )
+        return str(session.url)
+
+    async def retrieve_session(self, checkout_session_id: str) -> dict[str, Any]:
+        session = await self._stripe(self.require_client().v1.checkout.sessions.retrieve_async(checkout_session_id))
+        return dict(session.to_dict())
+
+    async def refund(self, payment_intent: str, checkout_session_id: str, reason: str) -> str:
+        refund = await self._stripe(
+            self.require_client().v1.refunds.create_async(
+                {
+                    "payment_intent": payment_intent,
+                    "reason": "requested_by_customer",
+                    "metadata": {"checkout_session_id": checkout_session_id, "reason": reason},
+                },
+                {"idempotency_key": f"refund-{checkout_session_id}"},
+            )
+        )
+        return str(refund.id)
+
+    @staticmethod
+    async def _stripe(call: Any) -> Any:
+        try:
+            return await call
+        except (stripe.APIConnectionError, stripe.RateLimitError) as exc:
+            raise BackendUnavailable(f"Stripe unavailable: {exc.user_message or exc}") from exc
+        except stripe.InvalidRequestError as exc:
+            raise StripeRefused(f"Stripe refused the request: {exc.user_message or exc}") from exc
+        except stripe.StripeError as exc:
+            raise BackendUnavailable(f"Stripe error: {exc.user_message or exc}") from exc
+
+
+def checkout_metadata(intake: Intake, plan: Plan) -> dict[str, str]:
+    """What fulfilment needs back from Stripe. Stripe metadata values are strings."""
+    return {
+        "customer_id": str(intake.customer_user_id),
+        "intake_id": str(intake.id),
+        "plan": plan.code,
+        "session_type": plan.session_type.value,
+        "urgent": str(intake.urgent).lower(),
+        "is_specialist": str(intake.is_specialist).lower(),
+        "preferred_mechanic_id": str(intake.preferred_mechanic_id or ""),
+        "routing_type": intake.routing_type.value,
+    }

@@ -1,0 +1,59 @@
+"""Settings from the environment and `.env`, checked once at start-up."""
+
+from __future__ import annotations
+
+from pydantic import SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pysvc.errors import ConfigError
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    supabase_url: str | None = None
+    supabase_rest_url: str | None = None
+    supabase_service_role_key: SecretStr
+    supabase_jwt_secret: SecretStr | None = None
+    supabase_jwks_url: str | None = None
+    stripe_secret_key: SecretStr | None = None
+    stripe_webhook_secret: SecretStr | None = None
+    stripe_api_base: str | None = None
+    public_base_url: str = "http://127.0.0.1:8000"
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if not (self.supabase_url or self.supabase_rest_url):
+            raise ValueError("SUPABASE_URL or SUPABASE_REST_URL is required")
+        if not (self.supabase_jwt_secret or self.jwks_url):
+            raise ValueError("SUPABASE_JWT_SECRET or SUPABASE_JWKS_URL is required to verify user tokens")
+        return self
+
+    @property
+    def rest_url(self) -> str:
+        """PostgREST's base URL: a bare PostgREST serves at /, Supabase's gateway at /rest/v1."""
+        if self.supabase_rest_url:
+            return self.supabase_rest_url.rstrip("/")
+        assert self.supabase_url is not None
+        return self.supabase_url.rstrip("/") + "/rest/v1"
+
+    @property
+    def jwks_url(self) -> str | None:
+        if self.supabase_jwks_url:
+            return self.supabase_jwks_url
+        if self.supabase_url:
+            return self.supabase_url.rstrip("/") + "/auth/v1/.well-known/jwks.json"
+        return None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings or a ConfigError naming every missing or malformed variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = "_".join(str(p) for p in error["loc"]).upper()
+            problems.append(f"{name}: {error['msg']}" if name else error["msg"].removeprefix("Value error, "))
+        raise ConfigError("invalid settings: " + "; ".join(problems)) from exc
