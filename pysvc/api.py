@@ -30,7 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from pysvc.auth import TokenVerifier, Unauthenticated
 from pysvc.checkout import Checkout, StripeNotConfigured, StripeRefused
 from pysvc.errors import ActiveSessionExists, BackendUnavailable, ConfigError, PysvcError, SessionError
-from pysvc.factory import CHECKOUT_SESSION_ID, AsyncSessionFactory, service_headers
+from pysvc.factory import CHECKOUT_SESSION_ID, AsyncSessionFactory, async_client
 from pysvc.intake import IntakeNotFound, Intakes, IntakeStart
 from pysvc.settings import Settings, load_settings
 from pysvc.store import Store, UnknownUser
@@ -82,9 +82,7 @@ class Services:
 
 
 def build_services(settings: Settings) -> Services:
-    rest = AsyncPostgrestClient(
-        settings.rest_url, headers=service_headers(settings.supabase_service_role_key.get_secret_value()), timeout=10,
-    )
+    rest = async_client(settings.rest_url, settings.supabase_service_role_key.get_secret_value())
     store = Store(rest)
     factory = AsyncSessionFactory.from_client(rest)
     checkout = Checkout(settings)

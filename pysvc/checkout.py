@@ -3,6 +3,7 @@ so that a double click, a retry or a second worker never charges or refunds twic
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import stripe
@@ -74,7 +75,7 @@ class Checkout:
 
     async def retrieve_session(self, checkout_session_id: str) -> dict[str, Any]:
         session = await self._stripe(self.require_client().v1.checkout.sessions.retrieve_async(checkout_session_id))
-        return dict(session.to_dict())
+        return dict(json.loads(str(session.last_response.body)))
 
     async def refund(self, payment_intent: str, checkout_session_id: str, reason: str) -> str:
         refund = await self._stripe(

@@ -111,12 +111,17 @@ def _raise_for(error: APIError) -> NoReturn:
         )
     if code == "INSUFFICIENT_CREDITS":
         raise InsufficientCredits(message, details=_details(error))
-    if code.startswith(_TRANSIENT_PREFIXES) or (code.isdigit() and int(code) >= 500):
+    if code.startswith(_TRANSIENT_PREFIXES) or is_http_5xx(code):
         raise BackendUnavailable(f"PostgREST: {message}", details=error.details)
     if code.isupper() and code.replace("_", "").isalpha():
         raise InvalidSessionRequest(message, code=code)
     # Anything else (permission denied, bad key, missing function) is our misconfiguration.
     raise SessionError(f"{code}: {message}", code="SESSION_BACKEND_ERROR", details=error.details)
+
+
+def is_http_5xx(code: str) -> bool:
+    """postgrest-py reports a non-PostgREST error body (a proxy's 502 page) by its HTTP status."""
+    return len(code) == 3 and code.isdigit() and code >= "500"
 
 
 def _details(error: APIError) -> dict[str, Any]:
@@ -139,13 +144,27 @@ def service_headers(service_role_key: str) -> dict[str, str]:
     }
 
 
+def sync_client(rest_url: str, service_role_key: str, *, timeout: float = 10.0) -> SyncPostgrestClient:
+    headers = service_headers(service_role_key)
+    http = httpx.Client(base_url=rest_url, headers=headers, timeout=timeout)
+    return SyncPostgrestClient(rest_url, headers=headers, http_client=http)
+
+
+def async_client(rest_url: str, service_role_key: str, *, timeout: float = 10.0) -> AsyncPostgrestClient:
+    """One keep-alive connection pool to PostgREST, to be shared by everything in a process."""
+    headers = service_headers(service_role_key)
+    http = httpx.AsyncClient(
+        base_url=rest_url, headers=headers, timeout=timeout,
+        limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
+    )
+    return AsyncPostgrestClient(rest_url, headers=headers, http_client=http)
+
+
 class SessionFactory:
     """Synchronous client (CLIs, scripts, benchmarks)."""
 
     def __init__(self, rest_url: str, service_role_key: str, *, timeout: float = 10.0) -> None:
-        self.client = SyncPostgrestClient(
-            rest_url, headers=service_headers(service_role_key), timeout=timeout,
-        )
+        self.client = sync_client(rest_url, service_role_key, timeout=timeout)
 
     def create_session_record(self, params: CreateSessionParams) -> CreateSessionResult:
         try:
@@ -164,9 +183,7 @@ class AsyncSessionFactory:
     """The same call for the async API; one instance (one connection pool) per process."""
 
     def __init__(self, rest_url: str, service_role_key: str, *, timeout: float = 10.0) -> None:
-        self.client = AsyncPostgrestClient(
-            rest_url, headers=service_headers(service_role_key), timeout=timeout,
-        )
+        self.client = async_client(rest_url, service_role_key, timeout=timeout)
 
     @classmethod
     def from_client(cls, client: AsyncPostgrestClient) -> AsyncSessionFactory:

@@ -56,6 +56,9 @@ class Intakes:
 
     async def start(self, customer_id: UUID, body: IntakeStart) -> dict[str, Any]:
         plan = await self._plan(body.plan)
+        if body.preferred_mechanic_id and not await self.store.mechanic_is_active(body.preferred_mechanic_id):
+            raise InvalidSessionRequest("the preferred mechanic does not exist or is not active",
+                                        code="MECHANIC_NOT_FOUND")
         if not plan.is_free:
             # Never send a customer to pay while a session is active.
             active = await self.store.active_session(customer_id)

@@ -15,7 +15,7 @@ from postgrest.exceptions import APIError
 from pydantic import BaseModel
 
 from pysvc.errors import BackendUnavailable, InvalidSessionRequest, PysvcError
-from pysvc.factory import RoutingType, SessionType
+from pysvc.factory import RoutingType, SessionType, is_http_5xx
 
 T = TypeVar("T")
 PLAN_CACHE_SECONDS = 30.0
@@ -68,11 +68,15 @@ async def _call(request: Awaitable[T]) -> T:
         raise BackendUnavailable(f"PostgREST unreachable: {exc}") from exc
     except APIError as exc:
         code = exc.code or ""
-        if code == "23503" and "customer_user_id" in str(exc.details or exc.message):
-            raise UnknownUser("no such user") from exc
-        if code == "23503" and "plan" in str(exc.details or exc.message):
-            raise InvalidSessionRequest("no such plan", code="UNKNOWN_PLAN") from exc
-        if code.startswith(("PGRST0", "08", "40", "53", "57")) or (code.isdigit() and int(code) >= 500):
+        if code == "23503":
+            text = f"{exc.message} {exc.details}"
+            if "customer_user_id" in text:
+                raise UnknownUser("no such user") from exc
+            if "preferred_mechanic_id" in text:
+                raise InvalidSessionRequest("no such mechanic", code="MECHANIC_NOT_FOUND") from exc
+            if "plan" in text:
+                raise InvalidSessionRequest("no such plan", code="UNKNOWN_PLAN") from exc
+        if code.startswith(("PGRST0", "08", "40", "53", "57")) or is_http_5xx(code):
             raise BackendUnavailable(f"PostgREST: {exc.message}") from exc
         raise
 
@@ -165,6 +169,13 @@ class Store:
                 "handled_at": _now(),
             }).eq("id", event_id).execute()
         )
+
+    async def mechanic_is_active(self, mechanic_id: UUID) -> bool:
+        response = await _call(
+            self.client.from_("mechanics").select("user_id")
+            .eq("user_id", str(mechanic_id)).is_("active", "true").execute()
+        )
+        return bool(response.data)
 
     async def ping(self) -> None:
         await _call(self.client.from_("plans").select("code").limit(1).execute())

@@ -6,8 +6,11 @@ row), so they never need truncation and can read whatever they wrote.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,9 +19,14 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+import uvicorn
 from psycopg.rows import dict_row
 
-from pysvc.stack import Stack, StackInfo, mint_key
+from pysvc.api import create_app
+from pysvc.settings import Settings
+from pysvc.stack import Stack, StackInfo, free_port, mint_key
+from tests.stripe_stub import StripeStub
+from tests.stripe_stub import serve as serve_stub
 
 
 @pytest.fixture(scope="session")
@@ -163,3 +171,62 @@ def counts(db: psycopg.Connection[dict[str, Any]]) -> Callable[[uuid.UUID], dict
         return {k: int(v) for k, v in row.items()}
 
     return _counts
+
+
+WEBHOOK_SECRET = "whsec_test_" + "s3cr3t" * 6
+
+
+@pytest.fixture(scope="session")
+def stripe_stub() -> Iterator[StripeStub]:
+    stub = StripeStub()
+    server = serve_stub(stub)
+    stub.base_url = f"http://127.0.0.1:{server.server_address[1]}"
+    yield stub
+    server.shutdown()
+
+
+@contextlib.contextmanager
+def running_api(settings: Settings) -> Iterator[str]:
+    """The real FastAPI app on uvicorn, on a free port, driven over real HTTP."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None, access_log=False),
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "API did not start"
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+def api_settings(stack: StackInfo, **overrides: Any) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        supabase_rest_url=stack.rest_url,
+        supabase_service_role_key=stack.service_role_key,  # type: ignore[arg-type]
+        supabase_jwt_secret=stack.jwt_secret,  # type: ignore[arg-type]
+        **overrides,
+    )
+
+
+@pytest.fixture(scope="session")
+def api(stack: StackInfo, stripe_stub: StripeStub) -> Iterator[httpx.Client]:
+    settings = api_settings(
+        stack,
+        stripe_secret_key="sk_test_stub",
+        stripe_webhook_secret=WEBHOOK_SECRET,
+        stripe_api_base=stripe_stub.base_url,
+        public_base_url="http://shop.example",
+    )
+    with running_api(settings) as base_url, httpx.Client(base_url=base_url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def api_without_stripe(stack: StackInfo) -> Iterator[httpx.Client]:
+    with running_api(api_settings(stack)) as base_url, httpx.Client(base_url=base_url, timeout=30) as client:
+        yield client
