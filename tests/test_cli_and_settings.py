@@ -1,0 +1,111 @@
+"""The command line, settings at start-up, and the factory's typed edges."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from pydantic import ValidationError
+
+from pysvc.errors import BackendUnavailable, ConfigError, InvalidSessionRequest
+from pysvc.factory import CreateSessionParams, SessionFactory, parse_params
+from pysvc.settings import load_settings
+from pysvc.stack import PROJECT_ROOT, StackInfo, free_port
+
+PYSVC = [sys.executable, "-m", "pysvc"]
+SUPABASE_VARS = ("SUPABASE_URL", "SUPABASE_REST_URL", "SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_JWT_SECRET",
+                 "SUPABASE_JWKS_URL", "DATABASE_URL")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in SUPABASE_VARS and not k.startswith("STRIPE_")}
+    return {**env, **extra}
+
+
+@pytest.mark.parametrize("command", [[], ["stack"], ["migrate"], ["serve"], ["dev"]])
+def test_every_command_has_help(command: list[str]) -> None:
+    r = subprocess.run([*PYSVC, *command, "--help"], capture_output=True, text=True, check=False)
+    assert r.returncode == 0
+    assert "usage: pysvc" in r.stdout
+
+
+def test_missing_settings_fail_at_start_up_naming_them(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env here
+    for name in SUPABASE_VARS:
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ConfigError, match="SUPABASE_SERVICE_ROLE_KEY"):
+        load_settings()
+
+
+def test_serve_without_settings_exits_with_the_missing_name(tmp_path: Path) -> None:
+    r = subprocess.run([*PYSVC, "serve", "--port", str(free_port())], capture_output=True, text=True,
+                       cwd=tmp_path, env=clean_env(PYTHONPATH=str(PROJECT_ROOT)), timeout=60, check=False)
+    assert r.returncode == 1
+    assert "SUPABASE_SERVICE_ROLE_KEY" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_supabase_url_means_rest_under_rest_v1_and_jwks_under_auth(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(supabase_url="https://abc.supabase.co/", supabase_service_role_key="k")
+    assert settings.rest_url == "https://abc.supabase.co/rest/v1"
+    assert settings.jwks_url == "https://abc.supabase.co/auth/v1/.well-known/jwks.json"
+
+
+def test_params_are_validated_before_any_request() -> None:
+    with pytest.raises(ValidationError):
+        CreateSessionParams(customer_id="nope", plan="free", intake_id=uuid.uuid4(), payment_method="free")  # type: ignore[arg-type]
+    with pytest.raises(InvalidSessionRequest) as refused:
+        parse_params({"customer_id": str(uuid.uuid4()), "plan": "free", "intake_id": str(uuid.uuid4()),
+                      "payment_method": "stripe", "amount_paid": -5})
+    assert refused.value.code == "INVALID_PARAMS"
+
+
+def test_unreachable_postgrest_is_a_retryable_error() -> None:
+    factory = SessionFactory(f"http://127.0.0.1:{free_port()}", "unused")
+    params = CreateSessionParams(customer_id=uuid.uuid4(), plan="free", intake_id=uuid.uuid4(),
+                                 payment_method="free")  # type: ignore[arg-type]
+    with pytest.raises(BackendUnavailable):
+        factory.create_session_record(params)
+
+
+def test_migrate_command_reports_nothing_pending(stack: StackInfo) -> None:
+    r = subprocess.run([*PYSVC, "migrate", "--db-url", stack.database_url], capture_output=True, text=True,
+                       timeout=60, check=False)
+    assert r.returncode == 0, r.stderr
+    assert "0 migration(s) applied" in r.stdout
+
+
+def test_dev_serves_the_api_and_its_printed_curl_lines_work(tmp_path: Path) -> None:
+    port = free_port()
+    env = clean_env(PYSVC_HOME=str(tmp_path / "home"), PYSVC_DB_PORT="0", PYSVC_REST_PORT="0")
+    proc = subprocess.Popen([*PYSVC, "dev", "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=env, cwd=tmp_path)
+    try:
+        assert proc.stdout is not None
+        output = ""
+        deadline = time.monotonic() + 90
+        while "Application startup complete" not in output:
+            assert time.monotonic() < deadline and proc.poll() is None, output
+            output += proc.stdout.readline()
+        curls = re.findall(r"^  (curl .*)$", output, flags=re.M)
+        assert len(curls) == 2
+        started = subprocess.run(curls[0], shell=True, capture_output=True, text=True, timeout=30, check=False)
+        active = subprocess.run(curls[1], shell=True, capture_output=True, text=True, timeout=30, check=False)
+        assert '"sessionId"' in started.stdout, started.stdout + output
+        assert '"status":"pending"' in active.stdout, active.stdout
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").json() == {"status": "ok"}
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+        subprocess.run([*PYSVC, "stack", "stop"], env=env, capture_output=True, timeout=60, check=False)
