@@ -29,7 +29,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pysvc.auth import TokenVerifier, Unauthenticated
 from pysvc.checkout import Checkout, StripeNotConfigured, StripeRefused
-from pysvc.errors import ActiveSessionExists, BackendUnavailable, ConfigError, PysvcError, SessionError
+from pysvc.errors import (
+    ActiveSessionExists,
+    BackendUnavailable,
+    ConfigError,
+    InvalidSessionRequest,
+    PysvcError,
+    SessionError,
+)
 from pysvc.factory import CHECKOUT_SESSION_ID, AsyncSessionFactory, async_client
 from pysvc.intake import IntakeNotFound, Intakes, IntakeStart
 from pysvc.settings import Settings, load_settings
@@ -212,7 +219,10 @@ def create_app(settings: Settings) -> FastAPI:
     async def stripe_webhook(request: Request, svc: Svc) -> dict[str, Any]:
         secret = svc.checkout.require_webhook_secret()
         event = verify(await request.body(), request.headers.get("stripe-signature"), secret)
-        return await svc.fulfilment.handle(event)
+        try:
+            return await svc.fulfilment.handle(event)
+        except InvalidSessionRequest as exc:  # signed, but not an event the inbox can hold
+            raise BadWebhook(str(exc), "BAD_PAYLOAD") from exc
 
     @app.get("/api/checkout/success", summary="Stripe's landing page: fulfils the checkout if the webhook is late")
     async def checkout_success(

@@ -397,7 +397,8 @@ class Stack:
                 pass
             time.sleep(0.1)
         proc.terminate()
-        raise StackError(f"PostgREST did not become ready in 60s: see {self.postgrest_log}")
+        hint = " (a Supabase database? set AUTHENTICATOR_PASSWORD)" if self.external_database_url else ""
+        raise StackError(f"PostgREST did not become ready in 60s{hint}: see {self.postgrest_log}")
 
     # -- state -------------------------------------------------------------------------------
     def _jwt_secret(self) -> str:

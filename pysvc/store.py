@@ -78,6 +78,8 @@ async def _call(request: Awaitable[T]) -> T:
                 raise InvalidSessionRequest("no such plan", code="UNKNOWN_PLAN") from exc
         if code.startswith(("PGRST0", "08", "40", "53", "57")) or is_http_5xx(code):
             raise BackendUnavailable(f"PostgREST: {exc.message}") from exc
+        if code.startswith(("22", "23")):  # data the database refused: the caller's to fix
+            raise InvalidSessionRequest(exc.message or "invalid data", code="INVALID_DATA") from exc
         raise
 
 

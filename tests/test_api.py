@@ -456,3 +456,10 @@ def test_openapi_documents_the_routes(api: httpx.Client) -> None:
     paths = api.get("/openapi.json").json()["paths"]
     assert {"/api/intake/start", "/api/intake/{intake_id}/waiver", "/api/stripe/webhook",
             "/api/checkout/success", "/api/sessions/active", "/healthz"} <= set(paths)
+
+
+def test_signed_event_the_inbox_cannot_hold_is_400(api: httpx.Client, db: Db) -> None:
+    before = stored_events(db)
+    r = deliver(api, event("plan.created", {"id": "price_1", "object": "plan"}, id="not-an-event-id"))
+    assert (r.status_code, r.json()["code"]) == (400, "BAD_PAYLOAD")
+    assert stored_events(db) == before
