@@ -111,7 +111,7 @@ def _raise_for(error: APIError) -> NoReturn:
         )
     if code == "INSUFFICIENT_CREDITS":
         raise InsufficientCredits(message, details=_details(error))
-    if code.startswith(_TRANSIENT_PREFIXES) or is_http_5xx(code):
+    if is_transient(code):
         raise BackendUnavailable(f"PostgREST: {message}", details=error.details)
     if code.isupper() and code.replace("_", "").isalpha():
         raise InvalidSessionRequest(message, code=code)
@@ -119,9 +119,11 @@ def _raise_for(error: APIError) -> NoReturn:
     raise SessionError(f"{code}: {message}", code="SESSION_BACKEND_ERROR", details=error.details)
 
 
-def is_http_5xx(code: str) -> bool:
-    """postgrest-py reports a non-PostgREST error body (a proxy's 502 page) by its HTTP status."""
-    return len(code) == 3 and code.isdigit() and code >= "500"
+def is_transient(code: str) -> bool:
+    """A PostgREST error code that means "try again later". postgrest-py reports a body that is
+    not PostgREST's (a proxy's 502 page) by its HTTP status instead."""
+    is_http_5xx = len(code) == 3 and code.isdigit() and code >= "500"
+    return code.startswith(_TRANSIENT_PREFIXES) or is_http_5xx
 
 
 def _details(error: APIError) -> dict[str, Any]:

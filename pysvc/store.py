@@ -15,7 +15,7 @@ from postgrest.exceptions import APIError
 from pydantic import BaseModel
 
 from pysvc.errors import BackendUnavailable, InvalidSessionRequest, PysvcError
-from pysvc.factory import RoutingType, SessionType, is_http_5xx
+from pysvc.factory import RoutingType, SessionType, is_transient
 
 T = TypeVar("T")
 PLAN_CACHE_SECONDS = 30.0
@@ -76,7 +76,7 @@ async def _call(request: Awaitable[T]) -> T:
                 raise InvalidSessionRequest("no such mechanic", code="MECHANIC_NOT_FOUND") from exc
             if "plan" in text:
                 raise InvalidSessionRequest("no such plan", code="UNKNOWN_PLAN") from exc
-        if code.startswith(("PGRST0", "08", "40", "53", "57")) or is_http_5xx(code):
+        if is_transient(code):
             raise BackendUnavailable(f"PostgREST: {exc.message}") from exc
         if code.startswith(("22", "23")):  # data the database refused: the caller's to fix
             raise InvalidSessionRequest(exc.message or "invalid data", code="INVALID_DATA") from exc

@@ -45,8 +45,8 @@ def verify(payload: bytes, signature: str | None, secret: str) -> dict[str, Any]
     if not signature:
         raise BadWebhook("missing Stripe-Signature header", "MISSING_SIGNATURE")
     try:
-        stripe.Webhook.construct_event(payload, signature, secret)
-        data = json.loads(payload)  # the signed bytes as plain JSON, rather than Stripe's objects
+        stripe.WebhookSignature.verify_header(payload.decode(), signature, secret, stripe.Webhook.DEFAULT_TOLERANCE)
+        data = json.loads(payload)
     except stripe.SignatureVerificationError as exc:
         raise BadWebhook(f"signature verification failed: {exc.user_message or exc}", "BAD_SIGNATURE") from exc
     except ValueError as exc:
