@@ -204,13 +204,13 @@ def running_api(settings: Settings) -> Iterator[str]:
 
 
 def api_settings(stack: StackInfo, **overrides: Any) -> Settings:
-    return Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        supabase_rest_url=stack.rest_url,
-        supabase_service_role_key=stack.service_role_key,  # type: ignore[arg-type]
-        supabase_jwt_secret=stack.jwt_secret,  # type: ignore[arg-type]
+    values: dict[str, Any] = {
+        "supabase_rest_url": stack.rest_url,
+        "supabase_service_role_key": stack.service_role_key,
+        "supabase_jwt_secret": stack.jwt_secret,
         **overrides,
-    )
+    }
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
 @pytest.fixture(scope="session")

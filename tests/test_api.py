@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
+import jwt
 import psycopg
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
-from pysvc.stack import mint_key
-from tests.conftest import WEBHOOK_SECRET
+from pysvc.stack import StackInfo, mint_key
+from tests.conftest import WEBHOOK_SECRET, api_settings, running_api
 from tests.stripe_stub import StripeStub, event, sign
 
 Db = psycopg.Connection[dict[str, Any]]
@@ -463,3 +467,37 @@ def test_signed_event_the_inbox_cannot_hold_is_400(api: httpx.Client, db: Db) ->
     r = deliver(api, event("plan.created", {"id": "price_1", "object": "plan"}, id="not-an-event-id"))
     assert (r.status_code, r.json()["code"]) == (400, "BAD_PAYLOAD")
     assert stored_events(db) == before
+
+
+def test_es256_tokens_are_verified_against_the_projects_jwks(
+    stack: StackInfo, customer: uuid.UUID,
+) -> None:
+    signing, stranger = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(signing.public_key()))
+    jwks = json.dumps({"keys": [{**jwk, "kid": "k1", "alg": "ES256", "use": "sig"}]}).encode()
+
+    class Jwks(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(jwks)
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Jwks)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    claims = {"sub": str(customer), "role": "authenticated", "aud": "authenticated", "exp": int(time.time()) + 600}
+    good = jwt.encode(claims, signing, algorithm="ES256", headers={"kid": "k1"})
+    forged = jwt.encode(claims, stranger, algorithm="ES256", headers={"kid": "k1"})
+    settings = api_settings(stack, supabase_jwt_secret=None,
+                            supabase_jwks_url=f"http://127.0.0.1:{server.server_address[1]}/jwks.json")
+    try:
+        with running_api(settings) as base, httpx.Client(base_url=base) as client:
+            ok = client.post("/api/intake/start", json={"plan": "free"}, headers=bearer(good))
+            refused = client.post("/api/intake/start", json={"plan": "free"}, headers=bearer(forged))
+    finally:
+        server.shutdown()
+    assert ok.status_code == 200, ok.text
+    assert (refused.status_code, refused.json()["code"]) == (401, "UNAUTHENTICATED")
