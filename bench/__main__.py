@@ -1,0 +1,92 @@
+"""`python -m bench [--quick] [--out DIR]`: run the suite, write bench/results/<date>[-quick].json and,
+in full mode, docs/benchmarks.md + docs/benchmarks.png. Exits 1 if path B let a duplicate active
+session through; no timing threshold gates anything."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import datetime as dt
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench import report
+from bench.suite import FULL, PATHS, QUICK, Suite
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="short run for CI (< 2 min); docs are not touched")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="directory for the results JSON")
+    parser.add_argument(
+        "--paths", default=",".join(PATHS), help="comma-separated subset of A,B,C,D (development; default all)",
+    )
+    parser.add_argument(
+        "--pgrst-pool", type=int, default=None,
+        help="PostgREST's pool size (PGRST_DB_POOL) for the bench's own stack (default: the stack's, 10)",
+    )
+    parser.add_argument(
+        "--diagnose", action=argparse.BooleanOptionalAction, default=None,
+        help="run B's diagnostic variants and profiles (default: in full mode only)",
+    )
+    parser.add_argument("--no-docs", action="store_true", help="full mode without regenerating docs/benchmarks.md")
+    parser.add_argument(
+        "--render", type=Path, metavar="RESULTS_JSON", help="only regenerate docs/benchmarks.md from a results file",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.render:
+        results = report.finish(json.loads(args.render.read_text()))
+        say(f"wrote {report.write_docs(results, args.render)}")
+        return 0
+    paths = [p.strip().upper() for p in args.paths.split(",") if p.strip()]
+    if unknown := set(paths) - set(PATHS):
+        say(f"unknown path(s): {', '.join(sorted(unknown))}")
+        return 2
+    settings = QUICK if args.quick else FULL
+    started = dt.datetime.now(dt.UTC)
+    say(f"bench: {settings.mode} mode, paths {','.join(paths)}")
+    began = time.monotonic()
+    results = asyncio.run(Suite(settings, say, paths=paths, diagnostics=args.diagnose).run(pgrst_pool=args.pgrst_pool))
+    results = {
+        "date": started.date().isoformat(),
+        "started_at": started.isoformat(timespec="seconds"),
+        "mode": settings.mode,
+        "settings": {
+            "timing": dataclasses.asdict(settings.timing),
+            "concurrencies": list(settings.concurrencies),
+            "race": dataclasses.asdict(settings.race),
+            "scale_sessions": list(settings.scale),
+            "paths": paths,
+        },
+        **results,
+    }
+    results = report.finish(results)
+    out = report.write_json(results, args.out)
+    say(f"wrote {out}")
+    if settings.mode == "full" and not args.no_docs and paths == list(PATHS):
+        say(f"wrote {report.write_docs(results, out)}")
+    say(f"ratios: {json.dumps(results['ratios'])}")
+    say(f"duplicates: {json.dumps(results['duplicates'])}; took {time.monotonic() - began:.0f} s")
+    b_dups = results["duplicates"].get("B")
+    if b_dups:
+        say(f"FAIL: path B let {b_dups} customer(s) have more than one active session")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""D's API server (`pysvc serve` as a subprocess) and a peak-RSS sampler for it and PostgREST."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+import psutil
+
+from bench.target import Target
+from pysvc.stack import free_port
+
+
+class ApiUnavailable(Exception):
+    """The API could not be imported or did not answer /healthz; the message says why."""
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def api_command(port: int, workers: int = 1) -> list[str]:
+    """`pysvc serve` (one process, as shipped), or uvicorn with several workers for diagnostics."""
+    if workers > 1:
+        return [
+            sys.executable, "-m", "uvicorn", "bench.apiapp:create", "--factory", "--workers", str(workers),
+            "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning",
+        ]
+    script = Path(sys.executable).parent / "pysvc"
+    base = [str(script)] if script.exists() else [sys.executable, "-m", "pysvc"]
+    return [*base, "serve", "--host", "127.0.0.1", "--port", str(port)]
+
+
+class ApiServer:
+    """`pysvc serve` on a free port with the target's settings; stopped (by its own pid) on exit."""
+
+    def __init__(self, target: Target, *, workers: int = 1, ready_timeout: float = 60.0) -> None:
+        self.target = target
+        self.workers = workers
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ready_timeout = ready_timeout
+        self.logdir = Path(tempfile.mkdtemp(prefix="pysvc-bench-api-"))
+        self.log = self.logdir / "api.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def __enter__(self) -> ApiServer:
+        env = {
+            **os.environ,
+            "SUPABASE_REST_URL": self.target.rest_url,
+            "SUPABASE_SERVICE_ROLE_KEY": self.target.service_role_key,
+            "SUPABASE_JWT_SECRET": self.target.jwt_secret,
+            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
+        }
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                api_command(self.port, self.workers), env=env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=self.logdir,  # so no developer's .env is read: the settings come from env alone
+            )
+        deadline = time.monotonic() + self.ready_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                tail = self.tail()
+                self.__exit__(None, None, None)
+                raise ApiUnavailable(f"`pysvc serve` exited with {self.proc.returncode}:\n{tail}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        tail = self.tail()
+        self.__exit__(None, None, None)
+        raise ApiUnavailable(f"`pysvc serve` did not answer /healthz in {self.ready_timeout:.0f}s:\n{tail}")
+
+    def tail(self, lines: int = 12) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None,
+    ) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)  # its own session: the server and any workers
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        shutil.rmtree(self.logdir, ignore_errors=True)
+
+
+def api_importable() -> tuple[bool, str]:
+    """Whether `import pysvc.api` works in this virtualenv (checked in a child, not imported here)."""
+    result = subprocess.run(
+        [sys.executable, "-c", "import pysvc.api"], capture_output=True, text=True, timeout=60, check=False,
+    )
+    return result.returncode == 0, (result.stderr.strip().splitlines() or [""])[-1]
+
+
+class PeakRss:
+    """Samples the resident memory of process trees in a thread; `peaks_mb` after `stop`."""
+
+    def __init__(self, roots: dict[str, int | None], interval: float = 0.05) -> None:
+        self.roots = {name: pid for name, pid in roots.items() if pid is not None}
+        self.interval = interval
+        self.peaks: dict[str, int] = dict.fromkeys(self.roots, 0)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="peak-rss", daemon=True)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for name, pid in self.roots.items():
+                self.peaks[name] = max(self.peaks[name], tree_rss(pid))
+            self._stop.wait(self.interval)
+
+    def peaks_mb(self) -> dict[str, float]:
+        return {name: round(value / 2**20, 1) for name, value in self.peaks.items()}
+
+
+def tree_rss(pid: int) -> int:
+    try:
+        proc = psutil.Process(pid)
+        procs = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    total = 0
+    for p in procs:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            continue
+    return total
