@@ -328,7 +328,7 @@ def _diagnostics(results: dict[str, Any]) -> list[str]:
     if not diag:
         return []
     timing = diag["timing"]
-    lines = ["", "## Diagnostics: variants of B", "",
+    lines = ["", "## Diagnostics: variants of B and D", "",
              f"Median of {timing['reps']} x {timing['rep_s']} s. `B-httpx`: the same RPC through one bare shared"
              " httpx client (no postgrest-py, no pydantic). `B-lean`: a minimal keep-alive HTTP/1.1 client on"
              " asyncio streams, so nearly all CPU left goes to PostgREST and PostgreSQL. `B-cap8`: B with at most"
