@@ -342,7 +342,7 @@ class Stack:
     # -- postgrest ---------------------------------------------------------------------------
     def _authenticator_url(self, database_url: str) -> str:
         parts = urlsplit(database_url)
-        password = os.environ.get("AUTHENTICATOR_PASSWORD") or self._authenticator_password()
+        password = self._authenticator_password()
         host = parts.hostname or "127.0.0.1"
         netloc = f"authenticator:{quote(password, safe='')}@{host}"
         if parts.port:
@@ -350,11 +350,8 @@ class Stack:
         return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
     def _set_authenticator_password(self, database_url: str, created_here: bool) -> None:
-        if not created_here and os.environ.get("AUTHENTICATOR_PASSWORD"):
-            return
         if not created_here and self.external_database_url:
-            # A real Supabase database: its authenticator password is its own business.
-            return
+            return  # a real Supabase database: its authenticator password is its own business
         with psycopg.connect(database_url, autocommit=True) as conn:
             conn.execute(
                 psycopg.sql.SQL("alter role authenticator with login password {}").format(
@@ -405,7 +402,8 @@ class Stack:
         return self._secret_file("jwt_secret")
 
     def _authenticator_password(self) -> str:
-        return self._secret_file("authenticator_password")
+        """The one password PostgREST connects with and, where pysvc made the role, the one it set."""
+        return os.environ.get("AUTHENTICATOR_PASSWORD") or self._secret_file("authenticator_password")
 
     def _secret_file(self, name: str) -> str:
         path = self.home / name

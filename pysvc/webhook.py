@@ -126,7 +126,7 @@ class Fulfilment:
         session_id: UUID | None = outcome.result.session_id if outcome.result else None
         detail = {**outcome.detail, **({"created": outcome.result.created} if outcome.result else {})}
         await self.store.finish_event(
-            event["id"], status, json.loads(json.dumps(detail, default=str)),
+            event["id"], status, detail,
             checkout_session_id=checkout_id, session_id=session_id,
         )
         return {"received": True, "status": status, **({"sessionId": str(session_id)} if session_id else {})}

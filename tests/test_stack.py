@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import os
 import secrets
 import socket
@@ -206,5 +209,35 @@ def test_migrations_apply_on_postgres_15(tmp_path: Path) -> None:
         assert applied == (len(migrate.discover()),)
         r = httpx.get(f"{info.rest_url}/plans", headers={"Authorization": f"Bearer {info.anon_key}"})
         assert r.status_code == 200 and len(r.json()) >= 6
+    finally:
+        stack.stop()
+
+
+def _scram_matches(verifier: str, password: str) -> bool:
+    """Does a PostgreSQL SCRAM-SHA-256 verifier belong to this password? (RFC 5802 / 7677)"""
+    method, rest = verifier.split("$", 1)
+    iterations_salt, keys = rest.split("$")
+    iterations, salt = iterations_salt.split(":")
+    stored_key = keys.split(":")[0]
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(salt), int(iterations))
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    return method == "SCRAM-SHA-256" and base64.b64encode(hashlib.sha256(client_key).digest()).decode() == stored_key
+
+
+def test_authenticator_password_from_the_environment_is_the_one_set_and_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AUTHENTICATOR_PASSWORD", "chosen-by-the-operator")
+    stack = Stack(tmp_path, db_port=0, rest_port=0, say=lambda _: None)
+    info = stack.start()
+    try:
+        with psycopg.connect(info.database_url) as conn:
+            row = conn.execute(
+                "select rolpassword from pg_catalog.pg_authid where rolname = 'authenticator'",
+            ).fetchone()
+        assert row is not None and _scram_matches(str(row[0]), "chosen-by-the-operator")
+        assert not _scram_matches(str(row[0]), "some-other-password")
+        r = httpx.get(f"{info.rest_url}/plans", headers={"Authorization": f"Bearer {info.anon_key}"})
+        assert r.status_code == 200
     finally:
         stack.stop()
