@@ -22,7 +22,7 @@ from psycopg import AsyncConnection
 from bench.paths import MAX_CONCURRENCY, PLAN, PairWorkload, ProductPath
 from bench.seed import Pair, Seeder
 from pysvc.factory import service_headers
-from pysvc.stack import Stack
+from pysvc.local.stack import Stack
 
 RPC_PATH = "/rpc/create_session_record"
 

@@ -14,7 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 from bench.harness import Workload
 from bench.seed import Pair, Seeder
 from pysvc.factory import AsyncSessionFactory, CreateSessionParams, PaymentMethod, service_headers
-from pysvc.stack import mint_key
+from pysvc.local.stack import mint_key
 
 PLAN = "free"
 SESSION_TYPE = "chat"  # the free plans are chat sessions

@@ -17,7 +17,7 @@ import httpx
 import psutil
 
 from bench.target import Target
-from pysvc.stack import free_port
+from pysvc.local.stack import free_port
 
 
 class ApiUnavailable(Exception):

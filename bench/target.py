@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import psutil
 
-from pysvc.stack import Stack
+from pysvc.local.stack import Stack
 
 EXTERNAL_VARS = ("DATABASE_URL", "SUPABASE_REST_URL", "SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_JWT_SECRET")
 

@@ -9,10 +9,11 @@ from collections.abc import Sequence
 
 from pysvc import migrate
 from pysvc.errors import PysvcError
-from pysvc.stack import Stack
 
 
 def _stack(args: argparse.Namespace) -> int:
+    from pysvc.local.stack import Stack
+
     stack = Stack.from_env()
     if args.action == "start":
         info = stack.start()
@@ -39,6 +40,8 @@ def _stack(args: argparse.Namespace) -> int:
 def _migrate(args: argparse.Namespace) -> int:
     url = args.db_url or os.environ.get("DATABASE_URL")
     if not url:
+        from pysvc.local.stack import Stack
+
         info = Stack.from_env().running()
         if info is None:
             raise PysvcError("set DATABASE_URL (or --db-url), or start the local stack")
@@ -58,7 +61,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _dev(args: argparse.Namespace) -> int:
-    from pysvc.api import dev
+    from pysvc.local.dev import dev
 
     dev(host=args.host, port=args.port)
     return 0

@@ -23,8 +23,8 @@ import uvicorn
 from psycopg.rows import dict_row
 
 from pysvc.api import create_app
+from pysvc.local.stack import Stack, StackInfo, free_port, mint_key
 from pysvc.settings import Settings
-from pysvc.stack import Stack, StackInfo, free_port, mint_key
 from tests.stripe_stub import StripeStub
 from tests.stripe_stub import serve as serve_stub
 

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from pysvc.stack import StackInfo, mint_key
+from pysvc.local.stack import StackInfo, mint_key
 from tests.conftest import WEBHOOK_SECRET, api_settings, running_api
 from tests.stripe_stub import StripeStub, event, sign
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pysvc.stack import PROJECT_ROOT
+from pysvc.local.stack import PROJECT_ROOT
 
 RATIOS = {"B_over_C_c8", "B_over_A_c8", "B_over_A_c32", "D_over_B_c8", "B_p99_1M_over_10k"}
 

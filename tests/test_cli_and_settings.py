@@ -17,8 +17,8 @@ from pydantic import ValidationError
 
 from pysvc.errors import BackendUnavailable, ConfigError, InvalidSessionRequest
 from pysvc.factory import CreateSessionParams, SessionFactory, parse_params
+from pysvc.local.stack import PROJECT_ROOT, StackInfo, free_port
 from pysvc.settings import load_settings
-from pysvc.stack import PROJECT_ROOT, StackInfo, free_port
 
 PYSVC = [sys.executable, "-m", "pysvc"]
 SUPABASE_VARS = ("SUPABASE_URL", "SUPABASE_REST_URL", "SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_JWT_SECRET",

@@ -18,7 +18,7 @@ import pytest
 
 from pysvc import migrate
 from pysvc.errors import StackError
-from pysvc.stack import PROJECT_ROOT, Stack, StackInfo, find_supabase_cli, mint_key
+from pysvc.local.stack import PROJECT_ROOT, Stack, StackInfo, find_supabase_cli, mint_key
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:

