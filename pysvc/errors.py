@@ -1,8 +1,14 @@
-"""One exception hierarchy for the package: everything pysvc raises on purpose is a PysvcError."""
+"""Every error pysvc raises on purpose: a class with its HTTP status and stable code.
+
+The API renders any `ApiError` as `{"error": message, "code": code, ...extra}` with `status` (one
+handler, `pysvc.api`). Codes chosen by SQL (`private.raise_api_error`) become classes through
+`SQL_ERRORS`, keyed by code; the status PostgREST answered is carried on the instance, and a test
+checks that it is the class's status for every code the SQL can raise.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 
 class PysvcError(Exception):
@@ -17,45 +23,232 @@ class ConfigError(PysvcError):
     """A required setting is missing or malformed; the message names it."""
 
 
-class SessionError(PysvcError):
-    """`create_session_record` refused or failed. `code` is stable and safe to show to callers."""
+class ApiError(PysvcError):
+    """An error with an HTTP answer. Subclasses fix `status`, `code` and a default message."""
 
-    status = 500
-    code = "SESSION_ERROR"
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "INTERNAL"
+    message: ClassVar[str] = "internal error"
+    headers: ClassVar[dict[str, str]] = {}
 
-    def __init__(self, message: str, *, code: str | None = None, details: Any = None) -> None:
-        super().__init__(message)
-        self.message = message
-        if code is not None:
-            self.code = code
-        self.details = details
+    def __init__(self, message: str | None = None, *, status: int | None = None, **extra: Any) -> None:
+        self.detail = message or self.message
+        self.http_status = status or self.status
+        self.extra = extra
+        super().__init__(self.detail)
 
-
-class ActiveSessionExists(SessionError):
-    status = 409
-    code = "ACTIVE_SESSION_EXISTS"
-
-    def __init__(self, message: str, *, session_id: str, session_type: str, status: str) -> None:
-        super().__init__(message)
-        self.session_id = session_id
-        self.session_type = session_type
-        self.session_status = status
+    def body(self) -> dict[str, Any]:
+        return {"error": self.detail, "code": self.code, **self.extra}
 
 
-class InvalidSessionRequest(SessionError):
-    """The request can never succeed as sent (unknown plan, wrong amount, foreign intake …)."""
+class UnknownSqlError(ApiError):
+    """A code the SQL raised that no class here names: its status and code are kept as they came."""
 
-    status = 422
-    code = "INVALID_REQUEST"
+    def __init__(self, code: str, message: str | None, status: int, **extra: Any) -> None:
+        super().__init__(message, status=status, **extra)
+        self.sql_code = code
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "code": self.sql_code}
 
 
-class InsufficientCredits(SessionError):
-    status = 402
-    code = "INSUFFICIENT_CREDITS"
+# --- 400 / 401 / 403 / 404 / 413 ----------------------------------------------------------------
+
+class BadWebhook(ApiError):
+    status, code, message = 400, "BAD_WEBHOOK", "not a valid Stripe event"
 
 
-class BackendUnavailable(SessionError):
-    """PostgREST or the database could not be reached or failed: retrying may succeed."""
+class MissingSignature(BadWebhook):
+    code, message = "MISSING_SIGNATURE", "missing Stripe-Signature header"
 
-    status = 503
-    code = "BACKEND_UNAVAILABLE"
+
+class BadSignature(BadWebhook):
+    code, message = "BAD_SIGNATURE", "Stripe signature verification failed"
+
+
+class BadPayload(BadWebhook):
+    code, message = "BAD_PAYLOAD", "body is not a Stripe event"
+
+
+class Unauthenticated(ApiError):
+    status, code, message = 401, "UNAUTHENTICATED", "Authorization: Bearer <Supabase access token> is required"
+    headers: ClassVar[dict[str, str]] = {"WWW-Authenticate": "Bearer"}
+
+
+class AuthUnavailable(ApiError):
+    """The project's JWKS could not be fetched: our outage, not the caller's fault."""
+
+    status, code, message = 503, "AUTH_UNAVAILABLE", "the project's signing keys cannot be fetched; try again"
+
+
+class Forbidden(ApiError):
+    status, code, message = 403, "FORBIDDEN", "not allowed"
+
+
+class UnknownUser(Forbidden):
+    code, message = "UNKNOWN_USER", "this token's user does not exist"
+
+
+class NotYourCheckout(Forbidden):
+    code, message = "NOT_YOUR_CHECKOUT", "this checkout belongs to another customer"
+
+
+class NotFound(ApiError):
+    status, code, message = 404, "NOT_FOUND", "not found"
+
+
+class IntakeNotFound(NotFound):
+    code, message = "INTAKE_NOT_FOUND", "no such intake for this customer"
+
+
+class NoActiveSession(NotFound):
+    code, message = "NO_ACTIVE_SESSION", "no active session"
+
+
+class PayloadTooLarge(ApiError):
+    status, code, message = 413, "PAYLOAD_TOO_LARGE", "request body too large"
+
+
+# --- 402 / 409 ----------------------------------------------------------------------------------
+
+class InsufficientCredits(ApiError):
+    status, code, message = 402, "INSUFFICIENT_CREDITS", "not enough credits"
+
+
+class Conflict(ApiError):
+    status, code, message = 409, "CONFLICT", "conflicts with the current state"
+
+
+class ActiveSessionExists(Conflict):
+    code, message = "ACTIVE_SESSION_EXISTS", "You already have an active session"
+
+    @classmethod
+    def naming(cls, session_id: object, session_type: str, session_status: str) -> ActiveSessionExists:
+        return cls(activeSessionId=str(session_id), activeSessionType=session_type,
+                   activeSessionStatus=session_status)
+
+    @property
+    def session_id(self) -> str:
+        return str(self.extra.get("activeSessionId", ""))
+
+
+class SessionConflict(Conflict):
+    code, message = "SESSION_CONFLICT", "a concurrent request already created this session"
+
+
+class IntakeAlreadyUsed(Conflict):
+    code, message = "INTAKE_ALREADY_USED", "this intake already has a session"
+
+
+class CheckoutPaidForOtherIntake(Conflict):
+    code, message = "STRIPE_SESSION_MISMATCH", "this checkout already paid for another intake"
+
+
+# --- 422: the request can never succeed as sent -------------------------------------------------
+
+class InvalidRequest(ApiError):
+    status, code, message = 422, "INVALID_REQUEST", "invalid request"
+
+
+class MissingField(InvalidRequest):
+    code, message = "MISSING_FIELD", "a required field is missing"
+
+
+class InvalidPaymentMethod(InvalidRequest):
+    code, message = "INVALID_PAYMENT_METHOD", "payment_method must be free, stripe or credits"
+
+
+class InvalidRoutingType(InvalidRequest):
+    code, message = "INVALID_ROUTING_TYPE", "unknown routing_type"
+
+
+class InvalidType(InvalidRequest):
+    code, message = "INVALID_TYPE", "type must be chat, video or diagnostic"
+
+
+class InvalidEmail(InvalidRequest):
+    code, message = "INVALID_EMAIL", "customer_email is not an email address"
+
+
+class UnknownPlan(InvalidRequest):
+    code, message = "UNKNOWN_PLAN", "this plan is not offered"
+
+
+class TypePlanMismatch(InvalidRequest):
+    code, message = "TYPE_PLAN_MISMATCH", "the session type does not match the plan"
+
+
+class PaymentMethodMismatch(InvalidRequest):
+    code, message = "PAYMENT_METHOD_MISMATCH", "the plan cannot be paid this way"
+
+
+class InvalidStripeSession(InvalidRequest):
+    code, message = "INVALID_STRIPE_SESSION", "a stripe payment needs the Checkout Session id"
+
+
+class AmountMismatch(InvalidRequest):
+    code, message = "AMOUNT_MISMATCH", "the amount paid is not the plan's price"
+
+
+class IntakePlanMismatch(InvalidRequest):
+    code, message = "INTAKE_PLAN_MISMATCH", "the intake is for another plan"
+
+
+class MechanicNotFound(InvalidRequest):
+    code, message = "MECHANIC_NOT_FOUND", "the preferred mechanic does not exist or is not active"
+
+
+class InvalidParams(InvalidRequest):
+    code, message = "INVALID_PARAMS", "invalid parameters"
+
+
+class CustomerMismatch(InvalidRequest):
+    code, message = "CUSTOMER_MISMATCH", "client_reference_id does not match metadata"
+
+
+class CheckoutInvalid(InvalidRequest):
+    code, message = "CHECKOUT_INVALID", "this checkout cannot be fulfilled"
+
+
+# --- 5xx: ours, never the caller's --------------------------------------------------------------
+
+class StripeRefused(ApiError):
+    """Stripe answered 4xx to a request of ours: retrying the same request will not help."""
+
+    status, code, message = 502, "STRIPE_REFUSED", "Stripe refused the request"
+
+
+class BackendUnavailable(ApiError):
+    """PostgREST, the database or Stripe could not be reached or failed: retrying may succeed."""
+
+    status, code, message = 503, "BACKEND_UNAVAILABLE", "temporarily unavailable, try again"
+
+
+class StripeNotConfigured(ApiError):
+    status, code, message = 503, "STRIPE_NOT_CONFIGURED", "Stripe is not configured: paid plans are unavailable"
+
+
+class Misconfigured(ApiError):
+    """PostgREST refused us (bad key, missing grant or function): ours to fix, never the caller's."""
+
+    status, code, message = 500, "SESSION_BACKEND_ERROR", "the service is misconfigured"
+
+
+# Codes SQL functions raise, by code. tests/test_errors.py raises each through the real RPC.
+SQL_ERRORS: dict[str, type[ApiError]] = {
+    cls.code: cls
+    for cls in (
+        MissingField, InvalidPaymentMethod, InvalidRoutingType, InvalidType, InvalidEmail, UnknownPlan,
+        TypePlanMismatch, PaymentMethodMismatch, InvalidStripeSession, AmountMismatch, IntakeNotFound,
+        IntakePlanMismatch, MechanicNotFound, ActiveSessionExists, SessionConflict, IntakeAlreadyUsed,
+        CheckoutPaidForOtherIntake, InsufficientCredits, UnknownUser,
+    )
+}
+
+
+def from_sql(code: str, message: str | None, status: int, details: dict[str, Any]) -> ApiError:
+    """The error for a code SQL raised, carrying the status PostgREST answered."""
+    cls = SQL_ERRORS.get(code)
+    if cls is None:
+        return UnknownSqlError(code, message, status, **details)
+    return cls(message, status=status, **details)

@@ -1,55 +1,24 @@
-"""The only caller of `public.create_session_record`: one RPC through PostgREST, typed both ways.
+"""The only caller of `public.create_session_record`: one RPC, typed both ways.
 
 Free sessions (intake) and paid ones (Stripe) both come through here; the function itself does the
-checking, locking and writing in one transaction, so this module only validates shapes, sends one
-request and turns PostgREST's errors into the package's exceptions.
+checking, locking and writing in one transaction, so this module only checks shapes and sends one
+request. Refusals arrive as the classes in `pysvc.errors`, with the status the SQL chose.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-from enum import StrEnum
-from typing import Any, NoReturn
+from typing import Any
 from uuid import UUID
 
-import httpx
-from postgrest import AsyncPostgrestClient, SyncPostgrestClient
-from postgrest.exceptions import APIError
+from postgrest import AsyncPostgrestClient
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pysvc.errors import (
-    ActiveSessionExists,
-    BackendUnavailable,
-    InsufficientCredits,
-    InvalidSessionRequest,
-    SessionError,
-)
+from pysvc.enums import CHECKOUT_ID, PLAN_CODE, PaymentMethod, RoutingType, SessionStatus, SessionType
+from pysvc.errors import InvalidParams
+from pysvc.postgrest import Rpc, connect
 
 RPC = "create_session_record"
-
-
-class SessionType(StrEnum):
-    chat = "chat"
-    video = "video"
-    diagnostic = "diagnostic"
-
-
-class PaymentMethod(StrEnum):
-    free = "free"
-    stripe = "stripe"
-    credits = "credits"
-
-
-class RoutingType(StrEnum):
-    broadcast = "broadcast"
-    workshop_only = "workshop_only"
-    hybrid = "hybrid"
-    priority_broadcast = "priority_broadcast"
-
-
-PLAN_CODE = r"^[a-z0-9][a-z0-9-]{0,39}$"
-CHECKOUT_SESSION_ID = r"^cs_(test|live)_[A-Za-z0-9]{1,250}$"
 
 
 class CreateSessionParams(BaseModel):
@@ -62,7 +31,7 @@ class CreateSessionParams(BaseModel):
     intake_id: UUID
     payment_method: PaymentMethod
     type: SessionType | None = None
-    stripe_session_id: str | None = Field(default=None, pattern=CHECKOUT_SESSION_ID)
+    stripe_session_id: str | None = Field(default=None, pattern=CHECKOUT_ID)
     amount_paid: int | None = Field(default=None, ge=0, le=2**31 - 1)
     currency: str | None = Field(default=None, pattern=r"^[A-Za-z]{3}$")
     customer_email: str | None = Field(default=None, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
@@ -70,9 +39,17 @@ class CreateSessionParams(BaseModel):
     is_specialist: bool = False
     preferred_mechanic_id: UUID | None = None
     routing_type: RoutingType = RoutingType.broadcast
+    intake: dict[str, Any] | None = None  # the intake's fields: it is written in the same transaction
 
-    def rpc_payload(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude_none=True)
+    @classmethod
+    def parse(cls, data: dict[str, Any]) -> CreateSessionParams:
+        """From untrusted data (Stripe metadata, say); InvalidParams names the first bad field."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"]) or "request"
+            raise InvalidParams(f"{field}: {first['msg']}") from exc
 
 
 class CreateSessionResult(BaseModel):
@@ -80,139 +57,41 @@ class CreateSessionResult(BaseModel):
 
     session_id: UUID
     session_type: SessionType
-    status: str
-    redirect_url: str
+    status: SessionStatus
     created: bool
 
 
-def parse_params(data: dict[str, Any]) -> CreateSessionParams:
-    """Build params from untrusted data (Stripe metadata, say), as InvalidSessionRequest if bad."""
-    try:
-        return CreateSessionParams.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "request"
-        raise InvalidSessionRequest(f"{field}: {first['msg']}", code="INVALID_PARAMS") from exc
-
-
-# PostgREST / PostgreSQL error classes that mean "try again later", not "you sent something wrong".
-_TRANSIENT_PREFIXES = ("PGRST000", "PGRST001", "PGRST002", "PGRST003", "08", "40", "53", "57", "58", "XX")
-
-
-def _raise_for(error: APIError) -> NoReturn:
-    code = error.code or ""
-    message = error.message or code
-    if code == "ACTIVE_SESSION_EXISTS":
-        active = _details(error)
-        raise ActiveSessionExists(
-            message,
-            session_id=str(active.get("activeSessionId", "")),
-            session_type=str(active.get("activeSessionType", "")),
-            status=str(active.get("activeSessionStatus", "")),
-        )
-    if code == "INSUFFICIENT_CREDITS":
-        raise InsufficientCredits(message, details=_details(error))
-    if is_transient(code):
-        raise BackendUnavailable(f"PostgREST: {message}", details=error.details)
-    if code.isupper() and code.replace("_", "").isalpha():
-        raise InvalidSessionRequest(message, code=code)
-    # Anything else (permission denied, bad key, missing function) is our misconfiguration.
-    raise SessionError(f"{code}: {message}", code="SESSION_BACKEND_ERROR", details=error.details)
-
-
-def is_transient(code: str) -> bool:
-    """A PostgREST error code that means "try again later". postgrest-py reports a body that is
-    not PostgREST's (a proxy's 502 page) by its HTTP status instead."""
-    is_http_5xx = len(code) == 3 and code.isdigit() and code >= "500"
-    return code.startswith(_TRANSIENT_PREFIXES) or is_http_5xx
-
-
-def _details(error: APIError) -> dict[str, Any]:
-    details = error.details
-    if isinstance(details, str):
-        try:
-            details = json.loads(details)
-        except ValueError:
-            return {}
-    return details if isinstance(details, dict) else {}
-
-
-def service_headers(service_role_key: str) -> dict[str, str]:
-    # Hosted Supabase's gateway wants the key as `apikey`; PostgREST wants the bearer JWT.
-    return {
-        "apikey": service_role_key,
-        "Authorization": f"Bearer {service_role_key}",
-        "Accept": "application/json",
-        "Content-Type": "application/json",
-    }
-
-
-def sync_client(rest_url: str, service_role_key: str, *, timeout: float = 10.0) -> SyncPostgrestClient:
-    headers = service_headers(service_role_key)
-    http = httpx.Client(base_url=rest_url, headers=headers, timeout=timeout)
-    return SyncPostgrestClient(rest_url, headers=headers, http_client=http)
-
-
-def async_client(rest_url: str, service_role_key: str, *, timeout: float = 10.0) -> AsyncPostgrestClient:
-    """One keep-alive connection pool to PostgREST, to be shared by everything in a process."""
-    headers = service_headers(service_role_key)
-    http = httpx.AsyncClient(
-        base_url=rest_url, headers=headers, timeout=timeout,
-        limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
-    )
-    return AsyncPostgrestClient(rest_url, headers=headers, http_client=http)
-
-
 class SessionFactory:
-    """Synchronous client (CLIs, scripts, benchmarks)."""
+    """One per process: it shares the process's PostgREST client (and its connection pool)."""
 
-    def __init__(self, rest_url: str, service_role_key: str, *, timeout: float = 10.0) -> None:
-        self.client = sync_client(rest_url, service_role_key, timeout=timeout)
-
-    def create_session_record(self, params: CreateSessionParams) -> CreateSessionResult:
-        try:
-            response = self.client.rpc(RPC, params.rpc_payload()).execute()
-        except APIError as exc:
-            _raise_for(exc)
-        except httpx.TransportError as exc:
-            raise BackendUnavailable(f"PostgREST unreachable: {exc}") from exc
-        return CreateSessionResult.model_validate(response.data)
-
-    def close(self) -> None:
-        self.client.session.close()
-
-
-# Calls beyond PostgREST's pool (10 by default) would only queue there; queueing them here is cheaper
-# than inside the HTTP client's pool (docs/benchmarks.md: +20 % and p99 363 -> 96 ms at 32 clients).
-MAX_IN_FLIGHT = 10
-
-
-class AsyncSessionFactory:
-    """The same call for the async API; one instance (one connection pool) per process."""
-
-    def __init__(
-        self, rest_url: str, service_role_key: str, *, timeout: float = 10.0, max_in_flight: int = MAX_IN_FLIGHT,
-    ) -> None:
-        self.client = async_client(rest_url, service_role_key, timeout=timeout)
-        self.in_flight = asyncio.Semaphore(max_in_flight)
+    def __init__(self, rpc: Rpc) -> None:
+        self.rpc = rpc
 
     @classmethod
-    def from_client(cls, client: AsyncPostgrestClient, *, max_in_flight: int = MAX_IN_FLIGHT) -> AsyncSessionFactory:
-        """Share an existing PostgREST client (and its connection pool)."""
-        factory = cls.__new__(cls)
-        factory.client = client
-        factory.in_flight = asyncio.Semaphore(max_in_flight)
-        return factory
+    def from_client(cls, client: AsyncPostgrestClient) -> SessionFactory:
+        """From any postgrest-py async client, e.g. a `supabase` client's: `from_client(sb.postgrest)`."""
+        return cls(Rpc(client))
+
+    @classmethod
+    def connect(cls, rest_url: str, service_role_key: str) -> SessionFactory:
+        return cls.from_client(connect(rest_url, service_role_key))
 
     async def create_session_record(self, params: CreateSessionParams) -> CreateSessionResult:
-        try:
-            async with self.in_flight:
-                response = await self.client.rpc(RPC, params.rpc_payload()).execute()
-        except APIError as exc:
-            _raise_for(exc)
-        except httpx.TransportError as exc:
-            raise BackendUnavailable(f"PostgREST unreachable: {exc}") from exc
-        return CreateSessionResult.model_validate(response.data)
+        data = await self.rpc.call(RPC, params.model_dump(mode="json", exclude_none=True))
+        return CreateSessionResult.model_validate(data)
 
     async def aclose(self) -> None:
-        await self.client.session.aclose()
+        await self.rpc.aclose()
+
+
+def create_session_record(rest_url: str, service_role_key: str, params: CreateSessionParams) -> CreateSessionResult:
+    """For scripts and the CLI: one call, its own client, no event loop of the caller's."""
+
+    async def once() -> CreateSessionResult:
+        factory = SessionFactory.connect(rest_url, service_role_key)
+        try:
+            return await factory.create_session_record(params)
+        finally:
+            await factory.aclose()
+
+    return asyncio.run(once())

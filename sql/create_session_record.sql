@@ -1,6 +1,9 @@
 -- public.create_session_record: the one way a consultation session comes into being.
 -- This file is the single editable source; each release is copied verbatim into a new
 -- migration (tests/test_schema.py fails when the newest migration differs from it).
+-- Release 2: takes the intake itself (written in the same transaction, so a refused request
+-- leaves no row and a retry with the same intake id answers the first session); one HTTP status
+-- per error code; no page URLs (the API builds those).
 
 create schema if not exists private;
 revoke all on schema private from public;
@@ -31,6 +34,55 @@ comment on function private.raise_api_error(integer, text, text, jsonb) is
   'Aborts the transaction with an error PostgREST answers as the given HTTP status, with a '
   'stable code callers can branch on instead of parsing messages.';
 
+create or replace function private.write_intake(
+  customer_id uuid,
+  intake_id uuid,
+  plan text,
+  intake jsonb,
+  urgent boolean,
+  is_specialist boolean,
+  preferred_mechanic_id uuid,
+  routing_type text
+) returns void
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if not exists (select 1 from auth.users u where u.id = write_intake.customer_id) then
+    perform private.raise_api_error(403, 'UNKNOWN_USER', 'this token''s user does not exist');
+  end if;
+  if intake is not null and pg_catalog.jsonb_typeof(intake) <> 'object' then
+    perform private.raise_api_error(422, 'INVALID_INTAKE', 'intake must be a JSON object');
+  end if;
+  begin
+    insert into public.intakes (
+      id, customer_user_id, plan, concern, vehicle_make, vehicle_model, vehicle_year, vehicle_vin,
+      urgent, is_specialist, preferred_mechanic_id, routing_type
+    ) values (
+      intake_id, customer_id, plan, intake ->> 'concern', intake ->> 'vehicle_make',
+      intake ->> 'vehicle_model', (intake ->> 'vehicle_year')::integer, intake ->> 'vehicle_vin',
+      coalesce(urgent, false), coalesce(is_specialist, false), preferred_mechanic_id,
+      coalesce(routing_type, 'broadcast')
+    );
+  exception
+    when unique_violation then
+      perform private.raise_api_error(409, 'INTAKE_ALREADY_USED', 'this intake id is taken');
+    when check_violation or invalid_text_representation or numeric_value_out_of_range then
+      perform private.raise_api_error(422, 'INVALID_INTAKE',
+        pg_catalog.format('the intake was refused: %s', sqlerrm));
+  end;
+end;
+$$;
+revoke all on function private.write_intake(uuid, uuid, text, jsonb, boolean, boolean, uuid, text)
+  from public;
+comment on function private.write_intake(uuid, uuid, text, jsonb, boolean, boolean, uuid, text) is
+  'Stores an intake for a customer who exists, turning the table''s CHECKs into 422 INVALID_INTAKE. '
+  'Only called inside create_session_record and submit_intake, under the customer''s lock.';
+
+drop function if exists public.create_session_record(
+  uuid, text, uuid, text, text, text, integer, text, text, boolean, boolean, uuid, text
+);
+
 create or replace function public.create_session_record(
   customer_id uuid,
   plan text,
@@ -44,7 +96,8 @@ create or replace function public.create_session_record(
   urgent boolean default false,
   is_specialist boolean default false,
   preferred_mechanic_id uuid default null,
-  routing_type text default 'broadcast'
+  routing_type text default 'broadcast',
+  intake jsonb default null
 ) returns jsonb
 language plpgsql
 security definer
@@ -57,6 +110,7 @@ declare
   v_session_id uuid;
   v_balance integer;
   v_constraint text;
+  v_new_intake boolean;
   v_urgent boolean := coalesce(create_session_record.urgent, false);
   v_specialist boolean := coalesce(create_session_record.is_specialist, false);
   v_routing text := coalesce(create_session_record.routing_type, 'broadcast');
@@ -123,14 +177,16 @@ begin
       pg_catalog.format('nothing is paid with %s', payment_method));
   end if;
 
+  -- With `intake`, the intake is written below, in this transaction (unless a retry wrote it).
   select i.* into v_intake
   from public.intakes i
   where i.id = create_session_record.intake_id and i.customer_user_id = customer_id;
-  if not found then
-    perform private.raise_api_error(422, 'INTAKE_NOT_FOUND',
+  v_new_intake := not found and create_session_record.intake is not null;
+  if not found and not v_new_intake then
+    perform private.raise_api_error(404, 'INTAKE_NOT_FOUND',
       'no such intake for this customer');
   end if;
-  if v_intake.plan <> v_plan.code then
+  if not v_new_intake and v_intake.plan <> v_plan.code then
     perform private.raise_api_error(422, 'INTAKE_PLAN_MISMATCH',
       pg_catalog.format('the intake is for plan %s', v_intake.plan));
   end if;
@@ -156,16 +212,25 @@ begin
     where s.stripe_session_id = create_session_record.stripe_session_id;
     if found then
       if v_existing.customer_user_id <> customer_id or v_existing.intake_id <> intake_id then
-        perform private.raise_api_error(422, 'STRIPE_SESSION_MISMATCH',
+        perform private.raise_api_error(409, 'STRIPE_SESSION_MISMATCH',
           'this checkout session already paid for another intake');
       end if;
       return pg_catalog.jsonb_build_object(
-        'session_id', v_existing.id,
-        'session_type', v_existing.type,
-        'status', v_existing.status,
-        'redirect_url', pg_catalog.format('/intake/waiver?session=%s&plan=%s&intake_id=%s',
-          v_existing.id, v_existing.plan, v_existing.intake_id),
-        'created', false
+        'session_id', v_existing.id, 'session_type', v_existing.type,
+        'status', v_existing.status, 'created', false
+      );
+    end if;
+  end if;
+
+  -- A retried intake (same client-generated intake id, nothing paid) answers its first session.
+  if create_session_record.intake is not null and stripe_session_id is null then
+    select s.* into v_existing
+    from public.sessions s
+    where s.intake_id = create_session_record.intake_id and s.customer_user_id = customer_id;
+    if found then
+      return pg_catalog.jsonb_build_object(
+        'session_id', v_existing.id, 'session_type', v_existing.type,
+        'status', v_existing.status, 'created', false
       );
     end if;
   end if;
@@ -184,7 +249,7 @@ begin
       ));
   end if;
   if exists (select 1 from public.sessions s where s.intake_id = create_session_record.intake_id) then
-    perform private.raise_api_error(422, 'INTAKE_ALREADY_USED',
+    perform private.raise_api_error(409, 'INTAKE_ALREADY_USED',
       'this intake already has a session');
   end if;
 
@@ -200,7 +265,11 @@ begin
     end if;
   end if;
 
-  -- 5. Write the session and everything that hangs off it in one statement.
+  -- 5. Write the intake (when it came with the call), the session and everything that hangs off it.
+  if v_new_intake then
+    perform private.write_intake(customer_id, intake_id, v_plan.code, create_session_record.intake,
+      v_urgent, v_specialist, preferred_mechanic_id, v_routing);
+  end if;
   begin
     with new_session as (
       insert into public.sessions
@@ -260,29 +329,26 @@ begin
   end;
 
   return pg_catalog.jsonb_build_object(
-    'session_id', v_session_id,
-    'session_type', v_plan.session_type,
-    'status', 'pending',
-    'redirect_url', pg_catalog.format('/intake/waiver?session=%s&plan=%s&intake_id=%s',
-      v_session_id, v_plan.code, intake_id),
-    'created', true
+    'session_id', v_session_id, 'session_type', v_plan.session_type,
+    'status', 'pending', 'created', true
   );
 end;
 $$;
 
 revoke all on function public.create_session_record(
-  uuid, text, uuid, text, text, text, integer, text, text, boolean, boolean, uuid, text
+  uuid, text, uuid, text, text, text, integer, text, text, boolean, boolean, uuid, text, jsonb
 ) from public, anon, authenticated;
 grant execute on function public.create_session_record(
-  uuid, text, uuid, text, text, text, integer, text, text, boolean, boolean, uuid, text
+  uuid, text, uuid, text, text, text, integer, text, text, boolean, boolean, uuid, text, jsonb
 ) to service_role;
 
 comment on function public.create_session_record(
-  uuid, text, uuid, text, text, text, integer, text, text, boolean, boolean, uuid, text
+  uuid, text, uuid, text, text, text, integer, text, text, boolean, boolean, uuid, text, jsonb
 ) is
   'Creates a consultation session with its participant, queued assignment, created event and '
   'credit debit in one transaction, so a failure leaves nothing half-made. A per-customer advisory '
   'lock makes "no other active session" true under any concurrency, and a repeated '
-  'stripe_session_id returns the first result, because Stripe retries. Errors carry an HTTP '
+  'stripe_session_id (Stripe retries) or intake id (clients retry) returns the first result. '
+  'With `intake`, the intake row is written in the same transaction. Errors carry an HTTP '
   'status and a stable code. service_role only: the payment fields are trusted, so customers '
   'must never call it directly.';

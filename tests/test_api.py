@@ -302,7 +302,7 @@ def test_success_page_fulfils_before_the_webhook_arrives(
     late = deliver(api, event("checkout.session.completed", checkout))
 
     assert r.status_code == 200
-    assert r.json()["redirect"].startswith(f"/intake/waiver?session={r.json()['sessionId']}&plan=standard")
+    assert r.json()["redirect"] == f"/session/{r.json()['sessionId']}/waiting-room"
     assert late.json()["sessionId"] == r.json()["sessionId"]
     assert counts(customer) == ONE_SESSION
 

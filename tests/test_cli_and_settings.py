@@ -15,8 +15,8 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from pysvc.errors import BackendUnavailable, ConfigError, InvalidSessionRequest
-from pysvc.factory import CreateSessionParams, SessionFactory, parse_params
+from pysvc.errors import BackendUnavailable, ConfigError, InvalidParams
+from pysvc.factory import CreateSessionParams, create_session_record
 from pysvc.local.stack import PROJECT_ROOT, StackInfo, free_port
 from pysvc.settings import load_settings
 
@@ -65,18 +65,17 @@ def test_supabase_url_means_rest_under_rest_v1_and_jwks_under_auth(
 def test_params_are_validated_before_any_request() -> None:
     with pytest.raises(ValidationError):
         CreateSessionParams(customer_id="nope", plan="free", intake_id=uuid.uuid4(), payment_method="free")  # type: ignore[arg-type]
-    with pytest.raises(InvalidSessionRequest) as refused:
-        parse_params({"customer_id": str(uuid.uuid4()), "plan": "free", "intake_id": str(uuid.uuid4()),
+    with pytest.raises(InvalidParams) as refused:
+        CreateSessionParams.parse({"customer_id": str(uuid.uuid4()), "plan": "free", "intake_id": str(uuid.uuid4()),
                       "payment_method": "stripe", "amount_paid": -5})
     assert refused.value.code == "INVALID_PARAMS"
 
 
 def test_unreachable_postgrest_is_a_retryable_error() -> None:
-    factory = SessionFactory(f"http://127.0.0.1:{free_port()}", "unused")
     params = CreateSessionParams(customer_id=uuid.uuid4(), plan="free", intake_id=uuid.uuid4(),
                                  payment_method="free")  # type: ignore[arg-type]
     with pytest.raises(BackendUnavailable):
-        factory.create_session_record(params)
+        create_session_record(f"http://127.0.0.1:{free_port()}", "unused", params)
 
 
 def test_migrate_command_reports_nothing_pending(stack: StackInfo) -> None:

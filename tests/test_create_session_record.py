@@ -56,7 +56,6 @@ def test_free_session_writes_session_participant_assignment_and_event(
         "session_id": session_id,
         "session_type": "chat",
         "status": "pending",
-        "redirect_url": f"/intake/waiver?session={session_id}&plan=free&intake_id={intake}",
         "created": True,
     }
     assert counts(customer) == ONE_SESSION
@@ -218,7 +217,7 @@ def test_thirty_concurrent_deliveries_of_one_checkout_give_one_session(
         ({"payment_method": "cash"}, 422, "INVALID_PAYMENT_METHOD"),
         ({"stripe_session_id": "cs_test_abc"}, 422, "PAYMENT_METHOD_MISMATCH"),
         ({"amount_paid": 500}, 422, "AMOUNT_MISMATCH"),
-        ({"intake_id": str(uuid.uuid4())}, 422, "INTAKE_NOT_FOUND"),
+        ({"intake_id": str(uuid.uuid4())}, 404, "INTAKE_NOT_FOUND"),
         ({"preferred_mechanic_id": str(uuid.uuid4())}, 422, "MECHANIC_NOT_FOUND"),
         ({"routing_type": "teleport"}, 422, "INVALID_ROUTING_TYPE"),
         ({"customer_email": "not-an-email"}, 422, "INVALID_EMAIL"),
@@ -278,7 +277,7 @@ def test_another_customers_intake_is_not_found(
     someone_else = make_user()
     r = rpc(free_payload(customer, make_intake(someone_else)))
 
-    assert (r.status_code, r.json()["code"]) == (422, "INTAKE_NOT_FOUND")
+    assert (r.status_code, r.json()["code"]) == (404, "INTAKE_NOT_FOUND")
     assert counts(customer) == NOTHING
     assert counts(someone_else) == NOTHING
 
@@ -310,7 +309,7 @@ def test_an_intake_gives_at_most_one_session(
     first = rpc(free_payload(customer, intake)).json()
     db.execute("update public.sessions set status = 'completed' where id = %s", (first["session_id"],))
     r = rpc(free_payload(customer, intake))
-    assert (r.status_code, r.json()["code"]) == (422, "INTAKE_ALREADY_USED")
+    assert (r.status_code, r.json()["code"]) == (409, "INTAKE_ALREADY_USED")
 
 
 def test_failure_in_the_last_insert_leaves_no_row_behind(

@@ -1,27 +1,23 @@
-"""Stripe's HTTP API, as this service uses it: Checkout Sessions and refunds, with idempotency keys
-so that a double click, a retry or a second worker never charges or refunds twice."""
+"""Stripe's HTTP API, as this service uses it: Checkout Sessions ("checkouts") and refunds, with
+idempotency keys so that a double click, a retry or a second worker never charges or refunds twice."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import stripe
 
-from pysvc.errors import BackendUnavailable, ConfigError, PysvcError
+from pysvc import pages
+from pysvc.errors import BackendUnavailable, StripeNotConfigured, StripeRefused
 from pysvc.settings import Settings
 from pysvc.store import Intake, Plan
 
-
-class StripeNotConfigured(ConfigError):
-    """A paid route was called without the Stripe setting it needs: HTTP 503."""
+T = TypeVar("T")
 
 
-class StripeRefused(PysvcError):
-    """Stripe answered 4xx: retrying the same request will not help."""
-
-
-class Checkout:
+class StripeApi:
     def __init__(self, settings: Settings) -> None:
         self.public_base_url = settings.public_base_url.rstrip("/")
         self.webhook_secret = (
@@ -46,7 +42,7 @@ class Checkout:
             raise StripeNotConfigured("STRIPE_WEBHOOK_SECRET is not set: webhooks cannot be verified")
         return self.webhook_secret
 
-    async def create_session(self, intake: Intake, plan: Plan, customer_email: str | None) -> str:
+    async def create_checkout(self, intake: Intake, plan: Plan) -> str:
         """A Checkout Session for the intake's plan at the catalog's price; returns its URL."""
         params: dict[str, Any] = {
             "mode": "payment",
@@ -60,46 +56,45 @@ class Checkout:
                 },
             }],
             "metadata": checkout_metadata(intake, plan),
-            "success_url": f"{self.public_base_url}/api/checkout/success?session_id={{CHECKOUT_SESSION_ID}}",
-            "cancel_url": f"{self.public_base_url}/intake/waiver?plan={plan.code}&intake_id={intake.id}",
+            "success_url": pages.checkout_success(self.public_base_url),
+            "cancel_url": pages.checkout_cancelled(self.public_base_url, plan.code, intake.id),
         }
-        if customer_email:
-            params["customer_email"] = customer_email
-        session = await self._stripe(
+        checkout = await _call(
             self.require_client().v1.checkout.sessions.create_async(
                 params,  # type: ignore[arg-type]
                 {"idempotency_key": f"checkout-{intake.id}"},
             )
         )
-        return str(session.url)
+        return str(checkout.url)
 
-    async def retrieve_session(self, checkout_session_id: str) -> dict[str, Any]:
-        session = await self._stripe(self.require_client().v1.checkout.sessions.retrieve_async(checkout_session_id))
-        return dict(json.loads(str(session.last_response.body)))
+    async def retrieve_checkout(self, checkout_id: str) -> dict[str, Any]:
+        checkout = await _call(self.require_client().v1.checkout.sessions.retrieve_async(checkout_id))
+        assert checkout.last_response is not None
+        return dict(json.loads(checkout.last_response.body))
 
-    async def refund(self, payment_intent: str, checkout_session_id: str, reason: str) -> str:
-        refund = await self._stripe(
+    async def refund(self, payment_intent: str, checkout_id: str, reason: str) -> str:
+        refund = await _call(
             self.require_client().v1.refunds.create_async(
                 {
                     "payment_intent": payment_intent,
                     "reason": "requested_by_customer",
-                    "metadata": {"checkout_session_id": checkout_session_id, "reason": reason},
+                    "metadata": {"checkout_session_id": checkout_id, "reason": reason},
                 },
-                {"idempotency_key": f"refund-{checkout_session_id}"},
+                {"idempotency_key": f"refund-{checkout_id}"},
             )
         )
         return str(refund.id)
 
-    @staticmethod
-    async def _stripe(call: Any) -> Any:
-        try:
-            return await call
-        except (stripe.APIConnectionError, stripe.RateLimitError) as exc:
-            raise BackendUnavailable(f"Stripe unavailable: {exc.user_message or exc}") from exc
-        except stripe.InvalidRequestError as exc:
-            raise StripeRefused(f"Stripe refused the request: {exc.user_message or exc}") from exc
-        except stripe.StripeError as exc:
-            raise BackendUnavailable(f"Stripe error: {exc.user_message or exc}") from exc
+
+async def _call(call: Awaitable[T]) -> T:
+    try:
+        return await call
+    except (stripe.APIConnectionError, stripe.RateLimitError) as exc:
+        raise BackendUnavailable(f"Stripe unavailable: {exc.user_message or exc}") from exc
+    except stripe.InvalidRequestError as exc:
+        raise StripeRefused(f"Stripe refused the request: {exc.user_message or exc}") from exc
+    except stripe.StripeError as exc:
+        raise BackendUnavailable(f"Stripe error: {exc.user_message or exc}") from exc
 
 
 def checkout_metadata(intake: Intake, plan: Plan) -> dict[str, str]:

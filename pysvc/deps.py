@@ -1,0 +1,72 @@
+"""What the routes get injected: the services built once per process, and the caller's identity."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from pysvc.auth import TokenVerifier
+from pysvc.errors import Unauthenticated
+from pysvc.factory import SessionFactory
+from pysvc.fulfilment import Fulfilment
+from pysvc.intake import Intakes
+from pysvc.postgrest import Rpc, connect
+from pysvc.settings import Settings
+from pysvc.store import Store
+from pysvc.stripe_api import StripeApi
+from pysvc.webhook import Webhook
+
+
+@dataclass
+class Services:
+    """Everything the routes use, built once per process at start-up."""
+
+    settings: Settings
+    rpc: Rpc
+    store: Store
+    stripe: StripeApi
+    intakes: Intakes
+    fulfilment: Fulfilment
+    webhook: Webhook
+    tokens: TokenVerifier
+
+    @classmethod
+    def build(cls, settings: Settings) -> Services:
+        rpc = Rpc(connect(settings.rest_url, settings.supabase_service_role_key.get_secret_value()))
+        store = Store(rpc.client, rpc)
+        factory = SessionFactory(rpc)
+        stripe = StripeApi(settings)
+        fulfilment = Fulfilment(factory, stripe)
+        return cls(
+            settings=settings, rpc=rpc, store=store, stripe=stripe,
+            intakes=Intakes(factory, store, stripe), fulfilment=fulfilment,
+            webhook=Webhook(rpc, fulfilment), tokens=TokenVerifier(settings),
+        )
+
+    async def aclose(self) -> None:
+        await self.rpc.aclose()
+
+
+async def services(request: Request) -> Services:
+    svc: Services = request.app.state.services
+    return svc
+
+
+bearer = HTTPBearer(auto_error=False, description="A Supabase access token (the user's session JWT).")
+
+
+async def current_user(
+    svc: Annotated[Services, Depends(services)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> UUID:
+    if credentials is None:
+        raise Unauthenticated()
+    return await svc.tokens.user_id(credentials.credentials)
+
+
+Svc = Annotated[Services, Depends(services)]
+Customer = Annotated[UUID, Depends(current_user)]

@@ -1,0 +1,90 @@
+"""Routes for signed-in customers (Supabase access tokens)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+
+from pysvc import errors, pages
+from pysvc.deps import Customer, Svc
+from pysvc.enums import CHECKOUT_ID, InboxStatus
+from pysvc.fulfilment import PENDING
+from pysvc.schemas import (
+    CheckoutFulfilled,
+    CheckoutPending,
+    IntakeStart,
+    IntakeStarted,
+    SessionOut,
+    WaiverSigned,
+    error_responses,
+)
+
+router = APIRouter(prefix="/api", tags=["customer"])
+
+SIGNED_IN = (errors.Unauthenticated, errors.UnknownUser, errors.InvalidRequest, errors.AuthUnavailable,
+             errors.BackendUnavailable)
+
+
+@router.post(
+    "/intake/start", response_model=IntakeStarted, response_model_exclude_none=True,
+    summary="Store an intake; a free plan gets its session now",
+    responses=error_responses(*SIGNED_IN, errors.ActiveSessionExists, errors.IntakeAlreadyUsed),
+)
+async def start_intake(body: IntakeStart, customer: Customer, svc: Svc) -> IntakeStarted:
+    return await svc.intakes.start(customer, body)
+
+
+@router.post(
+    "/intake/{intake_id}/waiver", response_model=WaiverSigned, response_model_exclude_none=True,
+    summary="Sign the waiver; a paid plan gets a Checkout URL",
+    responses=error_responses(*SIGNED_IN, errors.IntakeNotFound, errors.ActiveSessionExists,
+                              errors.StripeRefused, errors.StripeNotConfigured),
+)
+async def sign_waiver(intake_id: UUID, customer: Customer, svc: Svc) -> WaiverSigned:
+    return await svc.intakes.sign_waiver(customer, intake_id)
+
+
+@router.get(
+    "/sessions/active", response_model=SessionOut, summary="The caller's active session",
+    responses=error_responses(*SIGNED_IN, errors.NoActiveSession),
+)
+async def active_session(customer: Customer, svc: Svc) -> SessionOut:
+    active = await svc.store.active_session(customer)
+    if active is None:
+        raise errors.NoActiveSession()
+    return SessionOut(session_id=active.id, type=active.type, status=active.status, plan=active.plan,
+                      intake_id=active.intake_id)
+
+
+@router.get(
+    "/checkout/success", response_model=CheckoutFulfilled,
+    summary="Stripe's landing page: fulfils the checkout if the webhook is late",
+    responses={
+        202: {"model": CheckoutPending, "description": "The payment has not settled yet."},
+        **error_responses(*SIGNED_IN, errors.NotYourCheckout, errors.ActiveSessionExists, errors.StripeRefused,
+                          errors.StripeNotConfigured),
+    },
+)
+async def checkout_success(
+    session_id: Annotated[str, Query(pattern=CHECKOUT_ID, description="The Checkout Session id (cs_…).")],
+    customer: Customer, svc: Svc,
+) -> CheckoutFulfilled | JSONResponse:
+    checkout = await svc.stripe.retrieve_checkout(session_id)
+    metadata = checkout.get("metadata") if isinstance(checkout.get("metadata"), dict) else {}
+    if (metadata or {}).get("customer_id", checkout.get("client_reference_id")) != str(customer):
+        raise errors.NotYourCheckout()
+    outcome = await svc.fulfilment.fulfil(checkout)
+    if outcome.result is not None:
+        session = outcome.result.session_id
+        return CheckoutFulfilled(session_id=session, redirect=pages.waiting_room(session))
+    if outcome.status == PENDING:
+        return JSONResponse(CheckoutPending().model_dump(by_alias=True), status_code=202)
+    reason = str(outcome.detail.get("reason", errors.CheckoutInvalid.code))
+    if outcome.status == InboxStatus.refunded:
+        extra = {k: v for k, v in outcome.detail.items() if k == "activeSessionId"}
+        raise errors.ActiveSessionExists("this payment could not be used and was refunded", refunded=True,
+                                         reason=reason, **extra)
+    raise errors.CheckoutInvalid(f"this checkout cannot be fulfilled: {reason}")

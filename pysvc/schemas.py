@@ -1,0 +1,114 @@
+"""Request and response bodies of the HTTP API: what the OpenAPI document shows is what is sent."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from pysvc.enums import PLAN_CODE, InboxStatus, RoutingType, SessionStatus, SessionType
+from pysvc.errors import ApiError
+
+
+class Body(BaseModel):
+    """Responses use camelCase keys, as the original API did."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, serialize_by_alias=True)
+
+
+class ErrorBody(BaseModel):
+    """Every error: a message for people, a stable code for programs, and sometimes more fields."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"additionalProperties": True})
+
+    error: str = Field(examples=["You already have an active session"])
+    code: str = Field(examples=["ACTIVE_SESSION_EXISTS"])
+
+
+# --- intake ----------------------------------------------------------------------------------
+
+class IntakeStart(BaseModel):
+    """Body of POST /api/intake/start. The customer comes from the token, never from here."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    plan: str = Field(pattern=PLAN_CODE, examples=["free"])
+    intake_id: UUID | None = Field(
+        default=None, description="Client-generated id: a retried request with the same id creates nothing more.",
+    )
+    concern: str | None = Field(default=None, max_length=4000)
+    vehicle_make: str | None = Field(default=None, max_length=100)
+    vehicle_model: str | None = Field(default=None, max_length=100)
+    vehicle_year: int | None = Field(default=None, ge=1900, le=2100)
+    vehicle_vin: str | None = Field(default=None, pattern=r"^[A-HJ-NPR-Z0-9]{17}$")
+    urgent: bool = False
+    is_specialist: bool = False
+    preferred_mechanic_id: UUID | None = None
+    routing_type: RoutingType = RoutingType.broadcast
+
+    def details(self) -> dict[str, object]:
+        """The intake's descriptive fields, as the SQL functions take them."""
+        return self.model_dump(
+            mode="json", exclude_none=True,
+            include={"concern", "vehicle_make", "vehicle_model", "vehicle_year", "vehicle_vin"},
+        )
+
+
+class IntakeStarted(Body):
+    redirect: str = Field(examples=["/intake/waiver?session=…&plan=free&intake_id=…"])
+    intake_id: UUID
+    session_id: UUID | None = Field(default=None, description="Set when a free plan's session was created.")
+
+
+class WaiverSigned(Body):
+    checkout_url: str | None = Field(default=None, description="Paid plans: where to pay (Stripe Checkout).")
+    waiting_room_url: str | None = Field(default=None, description="Free plans: where to wait for a mechanic.")
+    session_id: UUID | None = None
+
+
+# --- sessions --------------------------------------------------------------------------------
+
+class SessionOut(Body):
+    session_id: UUID
+    type: SessionType
+    status: SessionStatus
+    plan: str
+    intake_id: UUID
+
+
+# --- Stripe ----------------------------------------------------------------------------------
+
+class WebhookAck(Body):
+    received: Literal[True] = True
+    status: InboxStatus
+    duplicate: bool = False
+    session_id: UUID | None = None
+
+
+class CheckoutFulfilled(Body):
+    session_id: UUID
+    redirect: str
+
+
+class CheckoutPending(Body):
+    status: Literal["pending"] = "pending"
+    error: str = "payment not settled yet"
+
+
+# --- health ----------------------------------------------------------------------------------
+
+class Health(Body):
+    status: Literal["ok"] = "ok"
+
+
+def error_responses(*errors: type[ApiError]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these errors: one entry per status, listing the codes it carries."""
+    by_status: dict[int, list[str]] = {}
+    for error in errors:
+        by_status.setdefault(error.status, []).append(error.code)
+    return {
+        status: {"model": ErrorBody, "description": "One of: " + ", ".join(sorted(set(codes)))}
+        for status, codes in sorted(by_status.items())
+    }
