@@ -53,6 +53,8 @@ async def on_invalid(_: Request, exc: Exception) -> JSONResponse:
 async def on_http(_: Request, exc: Exception) -> JSONResponse:
     """Starlette's own answers (404 no route, 405 wrong method …) in the same shape, headers kept."""
     assert isinstance(exc, HTTPException)
+    if exc.status_code == 400:  # FastAPI could not read the body at all
+        return JSONResponse({"error": str(exc.detail), "code": "INVALID_REQUEST"}, status_code=422)
     return JSONResponse({"error": str(exc.detail), "code": f"HTTP_{exc.status_code}"},
                         status_code=exc.status_code, headers=exc.headers)
 

@@ -93,6 +93,22 @@ class NotYourCheckout(Forbidden):
     code, message = "NOT_YOUR_CHECKOUT", "this checkout belongs to another customer"
 
 
+class NotAMechanic(Forbidden):
+    code, message = "NOT_A_MECHANIC", "only mechanics may do this"
+
+
+class MechanicInactive(Forbidden):
+    code, message = "MECHANIC_INACTIVE", "this mechanic is not active"
+
+
+class NotEligible(Forbidden):
+    code, message = "NOT_ELIGIBLE", "this session's routing does not offer it to this mechanic"
+
+
+class NotAssignedMechanic(Forbidden):
+    code, message = "NOT_ASSIGNED_MECHANIC", "only the session's assigned mechanic may do this"
+
+
 class NotFound(ApiError):
     status, code, message = 404, "NOT_FOUND", "not found"
 
@@ -103,6 +119,22 @@ class IntakeNotFound(NotFound):
 
 class NoActiveSession(NotFound):
     code, message = "NO_ACTIVE_SESSION", "no active session"
+
+
+class CheckoutNotFound(NotFound):
+    code, message = "CHECKOUT_NOT_FOUND", "Stripe has no such checkout"
+
+
+class SessionNotFound(NotFound):
+    code, message = "SESSION_NOT_FOUND", "no such session"
+
+
+class AssignmentNotFound(NotFound):
+    code, message = "ASSIGNMENT_NOT_FOUND", "no such assignment"
+
+
+class OutboxRequestNotFound(NotFound):
+    code, message = "REQUEST_NOT_FOUND", "no such Stripe request in the outbox"
 
 
 class PayloadTooLarge(ApiError):
@@ -140,6 +172,26 @@ class IntakeAlreadyUsed(Conflict):
     code, message = "INTAKE_ALREADY_USED", "this intake already has a session"
 
 
+class AssignmentTaken(Conflict):
+    code, message = "ASSIGNMENT_TAKEN", "another mechanic accepted this session first"
+
+
+class AssignmentClosed(Conflict):
+    code, message = "ASSIGNMENT_CLOSED", "this assignment is no longer open"
+
+
+class InvalidTransition(Conflict):
+    code, message = "INVALID_TRANSITION", "the session is not in a state that allows this"
+
+
+class SessionNotCancellable(Conflict):
+    code, message = "SESSION_NOT_CANCELLABLE", "a session can only be cancelled before it starts"
+
+
+class OutboxRequestFinished(Conflict):
+    code, message = "REQUEST_ALREADY_FINISHED", "this Stripe request was already finished"
+
+
 class CheckoutPaidForOtherIntake(Conflict):
     code, message = "STRIPE_SESSION_MISMATCH", "this checkout already paid for another intake"
 
@@ -170,7 +222,7 @@ class InvalidEmail(InvalidRequest):
     code, message = "INVALID_EMAIL", "customer_email is not an email address"
 
 
-class UnknownPlan(InvalidRequest):
+class UnknownPlan(NotFound):
     code, message = "UNKNOWN_PLAN", "this plan is not offered"
 
 
@@ -194,7 +246,23 @@ class IntakePlanMismatch(InvalidRequest):
     code, message = "INTAKE_PLAN_MISMATCH", "the intake is for another plan"
 
 
-class MechanicNotFound(InvalidRequest):
+class InvalidArgument(InvalidRequest):
+    code, message = "INVALID_ARGUMENT", "an argument is out of range"
+
+
+class InvalidKind(InvalidRequest):
+    code, message = "INVALID_KIND", "unknown Stripe request kind"
+
+
+class InvalidOutcome(InvalidRequest):
+    code, message = "INVALID_OUTCOME", "outcome must be sent, failed or retry"
+
+
+class InvalidIntake(InvalidRequest):
+    code, message = "INVALID_INTAKE", "the intake was refused"
+
+
+class MechanicNotFound(NotFound):
     code, message = "MECHANIC_NOT_FOUND", "the preferred mechanic does not exist or is not active"
 
 
@@ -241,7 +309,11 @@ SQL_ERRORS: dict[str, type[ApiError]] = {
         MissingField, InvalidPaymentMethod, InvalidRoutingType, InvalidType, InvalidEmail, UnknownPlan,
         TypePlanMismatch, PaymentMethodMismatch, InvalidStripeSession, AmountMismatch, IntakeNotFound,
         IntakePlanMismatch, MechanicNotFound, ActiveSessionExists, SessionConflict, IntakeAlreadyUsed,
-        CheckoutPaidForOtherIntake, InsufficientCredits, UnknownUser,
+        CheckoutPaidForOtherIntake, InsufficientCredits, UnknownUser, InvalidIntake,
+        # the session lifecycle and the Stripe outbox
+        NotAMechanic, MechanicInactive, NotEligible, NotAssignedMechanic, SessionNotFound, AssignmentNotFound,
+        OutboxRequestNotFound, AssignmentTaken, AssignmentClosed, InvalidTransition, SessionNotCancellable,
+        OutboxRequestFinished, InvalidArgument, InvalidKind, InvalidOutcome,
     )
 }
 

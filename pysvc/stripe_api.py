@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import stripe
 
 from pysvc import pages
-from pysvc.errors import BackendUnavailable, StripeNotConfigured, StripeRefused
+from pysvc.errors import BackendUnavailable, CheckoutNotFound, StripeNotConfigured, StripeRefused
 from pysvc.settings import Settings
 from pysvc.store import Intake, Plan
 
@@ -68,7 +68,12 @@ class StripeApi:
         return str(checkout.url)
 
     async def retrieve_checkout(self, checkout_id: str) -> dict[str, Any]:
-        checkout = await _call(self.require_client().v1.checkout.sessions.retrieve_async(checkout_id))
+        try:
+            checkout = await _call(self.require_client().v1.checkout.sessions.retrieve_async(checkout_id))
+        except StripeRefused as exc:
+            if isinstance(exc.__cause__, stripe.InvalidRequestError) and exc.__cause__.code == "resource_missing":
+                raise CheckoutNotFound() from exc
+            raise
         assert checkout.last_response is not None
         return dict(json.loads(checkout.last_response.body))
 

@@ -141,7 +141,7 @@ begin
   from public.plans p
   where p.code = create_session_record.plan and p.active;
   if not found then
-    perform private.raise_api_error(422, 'UNKNOWN_PLAN',
+    perform private.raise_api_error(404, 'UNKNOWN_PLAN',
       pg_catalog.format('plan %L is not offered', pg_catalog.left(create_session_record.plan, 40)));
   end if;
 
@@ -195,7 +195,7 @@ begin
     select 1 from public.mechanics m
     where m.user_id = create_session_record.preferred_mechanic_id and m.active
   ) then
-    perform private.raise_api_error(422, 'MECHANIC_NOT_FOUND',
+    perform private.raise_api_error(404, 'MECHANIC_NOT_FOUND',
       'the preferred mechanic does not exist or is not active');
   end if;
 

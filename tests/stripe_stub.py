@@ -85,9 +85,13 @@ class StripeStub:
             self.sessions[session["id"]] = session
             return 200, session
         if method == "GET" and path.startswith("/v1/checkout/sessions/"):
-            found = self.sessions.get(path.rsplit("/", 1)[1])
+            checkout_id = path.rsplit("/", 1)[1]
+            found = self.sessions.get(checkout_id)
             if found is None:
-                return 404, {"error": {"type": "invalid_request_error", "message": "No such checkout.session"}}
+                return 404, {"error": {
+                    "code": "resource_missing", "doc_url": "https://stripe.com/docs/error-codes/resource-missing",
+                    "message": f"No such checkout.session: '{checkout_id}'", "param": "id",
+                    "type": "invalid_request_error"}}
             return 200, found
         if method == "POST" and path == "/v1/refunds":
             refund = fixture("refund")

@@ -140,7 +140,8 @@ def test_bad_intake_is_a_4xx_and_writes_nothing(
 ) -> None:
     r = api.post("/api/intake/start", json=body, headers=bearer(user_token(customer)))
 
-    assert r.status_code == 422, r.text
+    unknown = body.get("plan") == "gold" or body.get("preferred_mechanic_id", "bob") != "bob"
+    assert r.status_code == (404 if unknown else 422), r.text
     assert set(r.json()) == {"error", "code"}
     assert counts(customer) == NOTHING
     assert db.execute("select count(*) as n from public.intakes where customer_user_id = %s",

@@ -210,7 +210,7 @@ def test_thirty_concurrent_deliveries_of_one_checkout_give_one_session(
 @pytest.mark.parametrize(
     ("change", "status", "code"),
     [
-        ({"plan": "platinum"}, 422, "UNKNOWN_PLAN"),
+        ({"plan": "platinum"}, 404, "UNKNOWN_PLAN"),
         ({"type": "video"}, 422, "TYPE_PLAN_MISMATCH"),
         ({"type": "hologram"}, 422, "INVALID_TYPE"),
         ({"payment_method": "stripe"}, 422, "PAYMENT_METHOD_MISMATCH"),
@@ -218,10 +218,10 @@ def test_thirty_concurrent_deliveries_of_one_checkout_give_one_session(
         ({"stripe_session_id": "cs_test_abc"}, 422, "PAYMENT_METHOD_MISMATCH"),
         ({"amount_paid": 500}, 422, "AMOUNT_MISMATCH"),
         ({"intake_id": str(uuid.uuid4())}, 404, "INTAKE_NOT_FOUND"),
-        ({"preferred_mechanic_id": str(uuid.uuid4())}, 422, "MECHANIC_NOT_FOUND"),
+        ({"preferred_mechanic_id": str(uuid.uuid4())}, 404, "MECHANIC_NOT_FOUND"),
         ({"routing_type": "teleport"}, 422, "INVALID_ROUTING_TYPE"),
         ({"customer_email": "not-an-email"}, 422, "INVALID_EMAIL"),
-        ({"plan": "x" * 10_000_000}, 422, "UNKNOWN_PLAN"),
+        ({"plan": "x" * 10_000_000}, 404, "UNKNOWN_PLAN"),
         ({"customer_id": "not-a-uuid"}, 400, "22P02"),
         ({"amount_paid": -1}, 422, "AMOUNT_MISMATCH"),
         ({"amount_paid": 10**12}, 400, "22003"),
@@ -287,7 +287,7 @@ def test_an_inactive_mechanic_cannot_be_preferred(
 ) -> None:
     retired = make_mechanic(active=False)
     r = rpc(free_payload(customer, make_intake(customer), preferred_mechanic_id=str(retired)))
-    assert (r.status_code, r.json()["code"]) == (422, "MECHANIC_NOT_FOUND")
+    assert (r.status_code, r.json()["code"]) == (404, "MECHANIC_NOT_FOUND")
 
 
 def test_preferred_mechanic_is_kept_in_the_assignment(

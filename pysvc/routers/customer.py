@@ -31,7 +31,8 @@ SIGNED_IN = (errors.Unauthenticated, errors.UnknownUser, errors.InvalidRequest, 
 @router.post(
     "/intake/start", response_model=IntakeStarted, response_model_exclude_none=True,
     summary="Store an intake; a free plan gets its session now",
-    responses=error_responses(*SIGNED_IN, errors.ActiveSessionExists, errors.IntakeAlreadyUsed),
+    responses=error_responses(*SIGNED_IN, errors.UnknownPlan, errors.MechanicNotFound, errors.ActiveSessionExists,
+                              errors.IntakeAlreadyUsed),
 )
 async def start_intake(body: IntakeStart, customer: Customer, svc: Svc) -> IntakeStarted:
     return await svc.intakes.start(customer, body)
@@ -40,7 +41,8 @@ async def start_intake(body: IntakeStart, customer: Customer, svc: Svc) -> Intak
 @router.post(
     "/intake/{intake_id}/waiver", response_model=WaiverSigned, response_model_exclude_none=True,
     summary="Sign the waiver; a paid plan gets a Checkout URL",
-    responses=error_responses(*SIGNED_IN, errors.IntakeNotFound, errors.ActiveSessionExists,
+    responses=error_responses(*SIGNED_IN, errors.IntakeNotFound, errors.UnknownPlan, errors.ActiveSessionExists,
+                              errors.IntakeAlreadyUsed,
                               errors.StripeRefused, errors.StripeNotConfigured),
 )
 async def sign_waiver(intake_id: UUID, customer: Customer, svc: Svc) -> WaiverSigned:
@@ -64,7 +66,8 @@ async def active_session(customer: Customer, svc: Svc) -> SessionOut:
     summary="Stripe's landing page: fulfils the checkout if the webhook is late",
     responses={
         202: {"model": CheckoutPending, "description": "The payment has not settled yet."},
-        **error_responses(*SIGNED_IN, errors.NotYourCheckout, errors.ActiveSessionExists, errors.StripeRefused,
+        **error_responses(*SIGNED_IN, errors.NotYourCheckout, errors.CheckoutNotFound, errors.ActiveSessionExists,
+                          errors.StripeRefused,
                           errors.StripeNotConfigured),
     },
 )

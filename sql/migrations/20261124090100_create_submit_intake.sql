@@ -28,13 +28,13 @@ begin
   end if;
   select p.* into v_plan from public.plans p where p.code = submit_intake.plan and p.active;
   if not found then
-    perform private.raise_api_error(422, 'UNKNOWN_PLAN',
+    perform private.raise_api_error(404, 'UNKNOWN_PLAN',
       pg_catalog.format('plan %L is not offered', pg_catalog.left(submit_intake.plan, 40)));
   end if;
   if preferred_mechanic_id is not null and not exists (
     select 1 from public.mechanics m where m.user_id = submit_intake.preferred_mechanic_id and m.active
   ) then
-    perform private.raise_api_error(422, 'MECHANIC_NOT_FOUND',
+    perform private.raise_api_error(404, 'MECHANIC_NOT_FOUND',
       'the preferred mechanic does not exist or is not active');
   end if;
 
