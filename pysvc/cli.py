@@ -1,51 +1,121 @@
-"""`pysvc` command line: the local stack, migrations and the API server."""
+"""`pysvc` command line: the local stack, migrations and the API server.
+
+Every failure is one line on stderr naming the cause and the fix, with a non-zero exit code;
+`--debug` (or PYSVC_DEBUG=1) adds the traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
+import textwrap
+import traceback
 from collections.abc import Sequence
 
-from pysvc import migrate
-from pysvc.errors import PysvcError
+from pysvc import __version__
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+SERVE_SETTINGS = """\
+settings come from the environment and from a .env file in the current directory
+(copy .env.example to .env; the environment wins). Required:
+  SUPABASE_URL               the project URL (PostgREST at /rest/v1, JWKS at /auth/v1/...),
+                             or SUPABASE_REST_URL: a bare PostgREST's base URL
+  SUPABASE_SERVICE_ROLE_KEY  the service_role key (the only role that may create sessions)
+  SUPABASE_JWT_SECRET        to verify HS256 user tokens, and/or SUPABASE_JWKS_URL (default
+                             $SUPABASE_URL/auth/v1/.well-known/jwks.json) for ES256/RS256
+Optional: STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET (paid plans), PUBLIC_BASE_URL, LOG_LEVEL.
+Missing or malformed settings stop the server at start-up, all named in one line."""
+
+STACK_ENV = """\
+environment:
+  PYSVC_HOME           data, logs, secrets, state.json and stack.env (default: .pysvc/)
+  PYSVC_DB_PORT        PostgreSQL's port on 127.0.0.1 (default 54332; 0 = any free port, then kept)
+  PYSVC_REST_PORT      PostgREST's port (default 54331; 0 = any free port, then kept)
+  PYSVC_GATEWAY_PORT   the gateway's port, SUPABASE_URL (default 54321; 0 = any free port, then kept)
+  DATABASE_URL         use this PostgreSQL instead of starting one
+  PYSVC_PG_BIN         another PostgreSQL's bin/ directory (e.g. /usr/lib/postgresql/15/bin)
+  POSTGREST_BIN        a PostgREST binary other than node_modules'
+  AUTHENTICATOR_PASSWORD, PGRST_DB_POOL, PGRST_JWT_CACHE_MAX_LIFETIME"""
 
 
-def _stack(args: argparse.Namespace) -> int:
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows defaults and keeps the epilogs' line breaks."""
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+# -- commands --------------------------------------------------------------------------------
+
+def _stack_start(args: argparse.Namespace) -> int:
     from pysvc.local.stack import Stack
 
-    stack = Stack.from_env()
-    if args.action == "start":
-        info = stack.start()
-        print(f"PostgreSQL  {info.database_url}")
-        print(f"PostgREST   {info.rest_url}")
-        print(f"env file    {stack.env_file}  (`pysvc stack env` prints it)")
-    elif args.action == "stop":
-        stack.stop()
-    elif args.action == "status":
-        running = stack.running()
-        if running is None:
-            print("stopped")
-            return 1
-        print(f"running: PostgreSQL {running.database_url}, PostgREST {running.rest_url}")
-    elif args.action == "env":
-        running = stack.running()
-        if running is None:
-            raise PysvcError("stack not running: `pysvc stack start` first")
-        for key, value in running.env().items():
-            print(f"{key}={value}")
+    stack = Stack.from_env(say=_say)
+    info = stack.start()
+    print(f"PostgreSQL    {info.database_url}")
+    print(f"PostgREST     {info.rest_url}  (SUPABASE_REST_URL)")
+    if info.supabase_url:
+        print(f"SUPABASE_URL  {info.supabase_url}  (/rest/v1, /auth/v1/.well-known/jwks.json)")
+    print(f"env file      {stack.env_file}  (`pysvc stack env` prints it)")
+    return 0
+
+
+def _stack_stop(args: argparse.Namespace) -> int:
+    from pysvc.local.stack import Stack
+
+    Stack.from_env(say=_say).stop()
+    return 0
+
+
+def _stack_status(args: argparse.Namespace) -> int:
+    from pysvc.local.stack import Stack
+
+    parts = Stack.from_env(say=_say).status()
+    if all(p.up for p in parts):
+        print("running")
+    elif not any(p.up for p in parts):
+        print("stopped")
+    else:
+        print("degraded: `pysvc stack start` restarts what is down")
+    for part in parts:
+        print(f"  {part.name:<11} {'up' if part.up else 'down':<5} {part.detail}")
+    return 0 if all(p.up for p in parts) else 1
+
+
+def _stack_env(args: argparse.Namespace) -> int:
+    from pysvc.errors import StackError
+    from pysvc.local.stack import Stack
+
+    running = Stack.from_env(say=_say).running()
+    if running is None:
+        raise StackError("stack not running (or a part of it is down): `pysvc stack start` first")
+    for key, value in running.env().items():
+        print(f"{key}={value}")
     return 0
 
 
 def _migrate(args: argparse.Namespace) -> int:
+    from pysvc import migrate
+    from pysvc.errors import StackError
+
     url = args.db_url or os.environ.get("DATABASE_URL")
     if not url:
         from pysvc.local.stack import Stack
 
-        info = Stack.from_env().running()
+        info = Stack.from_env(say=_say).running()
         if info is None:
-            raise PysvcError("set DATABASE_URL (or --db-url), or start the local stack")
+            raise StackError("no database: pass --db-url or set DATABASE_URL, or start the local stack "
+                             "(`pysvc stack start`)")
         url = info.database_url
+    if args.bootstrap:
+        created = migrate.bootstrap(url)
+        print("Supabase-compat bootstrap " + ("applied" if created else "skipped: the Supabase roles exist"))
     applied = migrate.apply_pending(url)
     for migration in applied:
         print(f"applied {migration.version} {migration.name}")
@@ -53,9 +123,29 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Fail before start-up, in one line, when the API's address cannot be bound."""
+    from pysvc.errors import ConfigError
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ConfigError(f"cannot resolve --host {host!r} ({exc.strerror}): pass an address such as "
+                          "127.0.0.1 or 0.0.0.0") from exc
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror}): pass another --port, "
+                              "or stop what holds it") from exc
+
+
 def _serve(args: argparse.Namespace) -> int:
     from pysvc.api import serve
 
+    check_port_free(args.host, args.port)
     serve(host=args.host, port=args.port)
     return 0
 
@@ -63,51 +153,129 @@ def _serve(args: argparse.Namespace) -> int:
 def _dev(args: argparse.Namespace) -> int:
     from pysvc.local.dev import dev
 
-    dev(host=args.host, port=args.port)
+    check_port_free(args.host, args.port)
+    dev(host=args.host, port=args.port, stop_stack=args.stop_stack)
     return 0
 
 
+# -- parser ----------------------------------------------------------------------------------
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pysvc", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the traceback of a failure (or set PYSVC_DEBUG=1)")
 
-    stack = sub.add_parser(
-        "stack",
-        help="the local Supabase-compatible stack (embedded PostgreSQL + PostgREST)",
-        description="Start, stop or inspect the local stack. State lives in $PYSVC_HOME "
-        "(default .pysvc/); DATABASE_URL set means: use that database, start no Postgres.",
+    parser = argparse.ArgumentParser(
+        prog="pysvc", description=__doc__, formatter_class=_Formatter, parents=[common],
+        epilog="`pysvc COMMAND --help` describes each command.",
     )
-    stack.add_argument("action", choices=["start", "stop", "status", "env"])
-    stack.set_defaults(func=_stack)
+    parser.add_argument("--version", action="version", version=f"pysvc {__version__}")
+    parser.set_defaults(func=None, parser=parser)
+    sub = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND", help="one of:")
 
-    mig = sub.add_parser(
-        "migrate",
-        help="apply sql/migrations to DATABASE_URL (or the running local stack)",
-        description="Apply pending migrations, recorded as the Supabase CLI records them.",
-    )
-    mig.add_argument("--db-url", help="Postgres URL (default: $DATABASE_URL)")
+    def add(group: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str,
+            description: str, epilog: str | None = None) -> argparse.ArgumentParser:
+        p = group.add_parser(name, help=help_text, description=textwrap.fill(description, 88), epilog=epilog,
+                             formatter_class=_Formatter, parents=[common])
+        p.set_defaults(func=None, parser=p)
+        return p
+
+    stack = add(sub, "stack", "the local Supabase-like stack (embedded PostgreSQL, PostgREST, gateway)",
+                "Start, stop or inspect the local stack: embedded PostgreSQL, PostgREST 12 and a gateway "
+                "serving /rest/v1 and the JWKS like Supabase's. State lives in $PYSVC_HOME (default .pysvc/).",
+                STACK_ENV)
+    actions = stack.add_subparsers(title="actions", dest="action", metavar="ACTION", help="one of:")
+    add(actions, "start", "start every part that is down (all of them the first time)",
+        "Start whatever part of the stack is down: PostgreSQL (unless DATABASE_URL is set), the "
+        "Supabase-compat bootstrap where needed, pending migrations, PostgREST, the gateway. Parts "
+        "that are up are left alone (a healthy PostgreSQL is never restarted); a restarted part gets "
+        "the port it had. Returns when PostgREST's schema cache is loaded. Progress goes to stdout.",
+        STACK_ENV).set_defaults(func=_stack_start)
+    add(actions, "stop", "stop what `start` started, nothing else",
+        "Stop the gateway, PostgREST and the embedded PostgreSQL (never a DATABASE_URL database). "
+        "Data stays in $PYSVC_HOME/pgdata.").set_defaults(func=_stack_stop)
+    add(actions, "status", "each part's state; exit 0 when all are up, else 1",
+        "Check each part (process alive, not a zombie, and answering) and print its state: "
+        "`running` (exit 0), `degraded` or `stopped` (exit 1).").set_defaults(func=_stack_status)
+    add(actions, "env", "print stack.env (DATABASE_URL, SUPABASE_URL, SUPABASE_REST_URL, keys)",
+        "Print the running stack's settings as KEY=VALUE lines, e.g. "
+        "`set -a; eval \"$(pysvc stack env)\"; set +a`.").set_defaults(func=_stack_env)
+
+    mig = add(sub, "migrate", "apply sql/migrations to DATABASE_URL (or the running local stack)",
+              "Apply pending migrations in one transaction (a failure changes nothing), recorded in "
+              "supabase_migrations.schema_migrations exactly as `supabase migration up` records them. "
+              "A plain PostgreSQL without Supabase's roles and auth schema is refused: add --bootstrap.")
+    mig.add_argument("--db-url", metavar="URL",
+                     help="PostgreSQL URL, e.g. postgresql://USER:PASSWORD@HOST:5432/postgres "
+                          "(default: $DATABASE_URL, else the running local stack)")
+    mig.add_argument("--bootstrap", action="store_true",
+                     help="first give a plain PostgreSQL Supabase's roles and auth schema "
+                          "(sql/local/supabase_compat.sql; skipped where they exist; never needed on Supabase)")
     mig.set_defaults(func=_migrate)
 
-    for name, func, help_text in (
-        ("serve", _serve, "serve the HTTP API against the configured Supabase"),
-        ("dev", _dev, "start the local stack and serve the API against it"),
-    ):
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("--host", default="127.0.0.1")
-        p.add_argument("--port", type=int, default=8000)
-        p.set_defaults(func=func)
+    serve = add(sub, "serve", "serve the HTTP API against the configured Supabase",
+                "Serve the HTTP API (uvicorn) against the Supabase project named by the settings.",
+                SERVE_SETTINGS)
+    dev = add(sub, "dev", "start the local stack and serve the API on it (what `make run` runs)",
+              "`pysvc stack start`, a demo customer and its token, then the API with the stack's settings. "
+              "On Ctrl-C the API stops and the stack keeps running (`pysvc stack stop` stops it), "
+              "unless --stop-stack.",
+              STACK_ENV)
+    for p in (serve, dev):
+        p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+        p.add_argument("--port", type=int, default=8000, help="port to listen on")
+    serve.set_defaults(func=_serve)
+    dev.add_argument("--stop-stack", action="store_true",
+                     help="on exit (Ctrl-C), also stop the stack (`pysvc stack stop`)")
+    dev.set_defaults(func=_dev)
     return parser
 
 
+# -- failures --------------------------------------------------------------------------------
+
+def one_line(exc: BaseException) -> str:
+    """The cause and the fix, in one line."""
+    from pysvc.errors import PysvcError
+
+    if isinstance(exc, PysvcError):
+        text = str(exc)
+    elif _is_psycopg_error(exc):
+        from pysvc import migrate
+
+        url = os.environ.get("DATABASE_URL", "")
+        text = migrate.explain_connect_error(exc, url) if "connect" in str(exc).lower() else f"database error: {exc}"
+    elif isinstance(exc, PermissionError):
+        text = f"permission denied: {exc.filename or exc}: fix its permissions (or set PYSVC_HOME elsewhere)"
+    elif isinstance(exc, OSError):
+        text = f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}"
+    else:
+        text = (f"unexpected {type(exc).__name__}: {exc} (a bug: run with --debug or PYSVC_DEBUG=1 "
+                "for the traceback and report it)")
+    return " ".join(text.split())
+
+
+def _is_psycopg_error(exc: BaseException) -> bool:
+    psycopg = sys.modules.get("psycopg")
+    return psycopg is not None and isinstance(exc, psycopg.Error)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = bool(getattr(args, "debug", False)) or os.environ.get("PYSVC_DEBUG", "") not in ("", "0")
+    if args.func is None:  # `pysvc` or `pysvc stack` alone: its help
+        args.parser.print_help()
+        return 0
     try:
         return int(args.func(args))
-    except PysvcError as exc:
-        print(f"pysvc: {exc}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
-        return 130
+        print("pysvc: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"pysvc: {one_line(exc)}", file=sys.stderr, flush=True)
+        return EXIT_FAILURE
 
 
 if __name__ == "__main__":

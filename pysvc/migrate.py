@@ -1,7 +1,8 @@
 """Apply sql/migrations the way the Supabase CLI does, so both agree on what is applied.
 
-Each file `<YYYYMMDDHHMMSS>_<name>.sql` runs in its own transaction and is recorded in
-`supabase_migrations.schema_migrations(version, statements, name)`, the CLI's own table.
+Each file `<YYYYMMDDHHMMSS>_<name>.sql` is recorded in
+`supabase_migrations.schema_migrations(version, statements, name)`, the CLI's own table. All
+pending files run in one transaction, so a failure leaves the database as it was.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from pysvc.errors import StackError
 
@@ -108,35 +110,101 @@ def applied_versions(conn: psycopg.Connection[tuple[object, ...]]) -> set[str]:
     return {str(v) for (v,) in conn.execute("select version from supabase_migrations.schema_migrations")}
 
 
-def apply_pending(database_url: str, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
-    """Apply every migration not yet recorded; return those applied, in order."""
+def connect(database_url: str, *, timeout: int = 10) -> psycopg.Connection[tuple[object, ...]]:
+    """An autocommit connection, or a StackError naming the cause and the fix in one line."""
+    try:
+        return psycopg.connect(database_url, autocommit=True, connect_timeout=timeout)
+    except psycopg.Error as exc:
+        raise StackError(explain_connect_error(exc, database_url)) from exc
+
+
+def explain_connect_error(exc: BaseException, database_url: str) -> str:
+    """One line: why PostgreSQL at `database_url` could not be reached, and what to do about it."""
+    text = " ".join(str(exc).split())
+    low = text.lower()
+    if isinstance(exc, psycopg.ProgrammingError) or "invalid connection option" in low or "missing \"=\"" in low:
+        return (f"not a PostgreSQL URL: {_redact(database_url)!r}: "
+                "use postgresql://USER:PASSWORD@HOST:PORT/DBNAME")
+    try:
+        info = conninfo_to_dict(database_url)
+    except psycopg.Error:
+        info = {}
+    host = str(info.get("host") or "localhost")
+    where = f"{host}:{info.get('port') or 5432}"
+    user = str(info.get("user") or "(default user)")
+    if "could not translate host name" in low or "name or service not known" in low \
+            or "failed to resolve host" in low or "temporary failure in name resolution" in low:
+        return f"cannot resolve host {host!r}: fix the host in the database URL (or your DNS)"
+    if "connection refused" in low:
+        return (f"no PostgreSQL answers at {where} (connection refused): start it, "
+                "or fix the host/port in the database URL")
+    if "password authentication failed" in low or "no password supplied" in low:
+        return f"PostgreSQL at {where} refused the password for role {user!r}: fix the password in the database URL"
+    if "role" in low and "does not exist" in low:
+        return f"PostgreSQL at {where} has no role {user!r}: fix the user in the database URL"
+    if "database" in low and "does not exist" in low:
+        return f"PostgreSQL at {where} has no database {info.get('dbname')!r}: fix the database name in the URL"
+    if "timeout" in low or "timed out" in low:
+        return f"timed out connecting to PostgreSQL at {where}: check the host, port and firewall"
+    return f"cannot connect to PostgreSQL at {where}: {text}"
+
+
+def _redact(url: str) -> str:
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+MISSING_BOOTSTRAP = (
+    "this database lacks Supabase's roles (anon, authenticated, service_role, authenticator) and the auth "
+    "schema, so it is a plain PostgreSQL, not Supabase: add them with `pysvc migrate --bootstrap` "
+    "(sql/local/supabase_compat.sql; never needed on Supabase), then migrate"
+)
+
+
+def apply_pending(
+    database_url: str, directory: Path = MIGRATIONS_DIR, *, require_supabase: bool = True,
+) -> list[Migration]:
+    """Apply every migration not yet recorded; return those applied, in order.
+
+    All pending migrations and the history table go in ONE transaction (under an advisory lock):
+    a failure leaves the database exactly as it was, with nothing half-applied and no empty
+    `supabase_migrations` schema. With `require_supabase`, a database without Supabase's roles
+    and `auth` schema is refused before anything runs, naming the fix.
+    """
     migrations = discover(directory)
     done: list[Migration] = []
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        for ddl in _HISTORY_DDL:
-            conn.execute(ddl)
+    with connect(database_url) as conn:
         applied = applied_versions(conn)
-        for migration in migrations:
-            if migration.version in applied:
-                continue
-            statements = migration.statements()
-            with conn.transaction():
+        pending = [m for m in migrations if m.version not in applied]
+        if not pending:
+            return []
+        if require_supabase and not has_supabase_roles(conn):
+            raise StackError(MISSING_BOOTSTRAP)
+        with conn.transaction():
+            conn.execute("select pg_catalog.pg_advisory_xact_lock(hashtext('supabase_migrations'))")
+            for ddl in _HISTORY_DDL:
+                conn.execute(ddl)
+            applied = applied_versions(conn)  # another migrator may have won the lock first
+            for migration in pending:
+                if migration.version in applied:
+                    continue
+                statements = migration.statements()
                 for statement in statements:
                     try:
                         conn.execute(statement)
                     except psycopg.Error as exc:
+                        message = exc.diag.message_primary or str(exc).strip()
+                        where = " ".join(statement.split())[:120]
                         raise StackError(
-                            f"migration {migration.path.name} failed: {exc.diag.message_primary}"
-                            f"\n  in: {statement[:200]}",
+                            f"migration {migration.path.name} failed, nothing applied: {message} (in: {where})",
                         ) from exc
                 conn.execute(
                     "insert into supabase_migrations.schema_migrations (version, name, statements)"
                     " values (%s, %s, %s)",
                     (migration.version, migration.name, statements),
                 )
-            done.append(migration)
-        if done:
-            conn.execute("notify pgrst, 'reload schema'")
+                done.append(migration)
+            if done:
+                conn.execute("notify pgrst, 'reload schema'")
     return done
 
 
@@ -150,10 +218,17 @@ def has_supabase_roles(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
 
 def bootstrap(database_url: str) -> bool:
     """Give a bare PostgreSQL what Supabase provides; return False where it already had it."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    with connect(database_url) as conn:
         if has_supabase_roles(conn):
             return False
         with conn.transaction():
             for statement in split_statements(COMPAT_SQL.read_text()):
-                conn.execute(statement)
+                try:
+                    conn.execute(statement)
+                except psycopg.Error as exc:
+                    message = exc.diag.message_primary or str(exc).strip()
+                    raise StackError(
+                        f"the Supabase-compat bootstrap failed, nothing applied: {message}"
+                        " (it needs a superuser, e.g. postgres, in the database URL)",
+                    ) from exc
     return True

@@ -104,7 +104,16 @@ def test_dev_serves_the_api_and_its_printed_curl_lines_work(tmp_path: Path) -> N
         assert '"sessionId"' in started.stdout, started.stdout + output
         assert '"status":"pending"' in active.stdout, active.stdout
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").json() == {"status": "ok"}
-    finally:
         proc.send_signal(signal.SIGINT)
-        proc.wait(30)
+        rest, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0, rest
+        # Ctrl-C stops the API, not the stack, and says so (README's Commands table)
+        assert "The local stack keeps running" in rest and "`pysvc stack stop`" in rest, rest
+        status = subprocess.run([*PYSVC, "stack", "status"], env=env, capture_output=True, text=True,
+                                timeout=60, check=False)
+        assert status.returncode == 0 and status.stdout.startswith("running"), status.stdout
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(30)
         subprocess.run([*PYSVC, "stack", "stop"], env=env, capture_output=True, timeout=60, check=False)

@@ -5,14 +5,20 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import os
 import secrets
+import signal
 import socket
 import subprocess
+import sys
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import psycopg
 import pytest
 
@@ -52,8 +58,8 @@ def test_stack_env_file_lists_the_endpoints_and_keys(stack_home: Path, stack: St
     lines = dict(line.split("=", 1) for line in (stack_home / "stack.env").read_text().splitlines())
     assert lines == stack.env()
     assert set(lines) >= {
-        "DATABASE_URL", "SUPABASE_REST_URL", "SUPABASE_JWT_SECRET",
-        "SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_ANON_KEY",
+        "DATABASE_URL", "SUPABASE_URL", "SUPABASE_REST_URL", "SUPABASE_JWT_SECRET",
+        "SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_ANON_KEY", "SUPABASE_PUBLISHABLE_KEY", "SUPABASE_SECRET_KEY",
     }
 
 
@@ -133,11 +139,12 @@ def test_migrations_are_recorded_as_the_supabase_cli_records_them(
 
 
 def test_supabase_cli_sees_every_migration_as_applied(stack: StackInfo) -> None:
-    up = _cli("migration", "up", "--yes", "--db-url", stack.database_url)
+    up = _cli("migration", "up", "--yes", f"--remote={stack.database_url}")
     assert up.returncode == 0, up.stderr
     assert "up to date" in (up.stdout + up.stderr).lower()
-    listing = _cli("migration", "list", "--db-url", stack.database_url)
+    listing = _cli("migration", "list", f"--remote={stack.database_url}")
     assert listing.returncode == 0, listing.stderr
+    assert "deprecated" not in (up.stderr + listing.stderr).lower()
     for m in migrate.discover():
         line = next(ln for ln in listing.stdout.splitlines() if m.version in ln)
         assert line.count(m.version) == 2, line  # local and remote columns
@@ -180,6 +187,7 @@ def test_database_advisors_pass_on_the_migrated_schema(stack: StackInfo) -> None
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "No issues found" in result.stdout + result.stderr
+    assert "deprecated" not in result.stderr.lower()
 
 
 def test_database_advisors_catch_a_table_without_rls(stack: StackInfo) -> None:
@@ -197,8 +205,11 @@ def test_database_advisors_catch_a_table_without_rls(stack: StackInfo) -> None:
 
 
 def test_migrations_apply_on_postgres_15(tmp_path: Path) -> None:
-    pg15 = Path(os.environ.get("PYSVC_PG15_BIN", "/usr/lib/postgresql/15/bin"))
-    assert (pg15 / "postgres").exists(), "install Debian's postgresql-15 (make test does)"
+    pg15 = Path(os.environ.get("PYSVC_PG15_BIN") or "/usr/lib/postgresql/15/bin")
+    assert (pg15 / "postgres").exists(), (
+        f"no PostgreSQL 15 in {pg15}: install it (Debian: apt-get install postgresql-15; `make test` does as root),"
+        " or set PYSVC_PG15_BIN to its bin/ directory; without root `make test` deselects this test"
+    )
     stack = Stack(tmp_path, db_port=0, rest_port=0, pg_bin=pg15, say=lambda _: None)
     info = stack.start()
     try:
@@ -241,3 +252,138 @@ def test_authenticator_password_from_the_environment_is_the_one_set_and_used(
         assert r.status_code == 200
     finally:
         stack.stop()
+
+
+# -- the stack heals -------------------------------------------------------------------------
+
+def _pysvc(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pysvc", *args], capture_output=True, text=True, env=env,
+                          cwd=PROJECT_ROOT, timeout=120, check=False)
+
+
+def _answers(url: str, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
+def test_stack_start_restarts_only_what_is_down_on_the_same_ports(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(PYSVC_HOME=str(tmp_path), PYSVC_DB_PORT="0", PYSVC_REST_PORT="0", PYSVC_GATEWAY_PORT="0")
+    first = _pysvc(env, "stack", "start")
+    assert first.returncode == 0, first.stderr
+    try:
+        before = json.loads((tmp_path / "state.json").read_text())
+        os.kill(before["postgrest_pid"], signal.SIGKILL)
+        os.kill(before["gateway_pid"], signal.SIGKILL)
+        killed = time.monotonic()
+        while Path(f"/proc/{before['postgrest_pid']}").exists() and "Z" not in Path(
+                f"/proc/{before['postgrest_pid']}/stat").read_text().rsplit(")", 1)[-1][:3]:
+            time.sleep(0.01)  # dead (a zombie until init reaps it)
+
+        status = _pysvc(env, "stack", "status")
+        assert status.returncode == 1, status.stdout
+        assert status.stdout.startswith("degraded")
+        assert "PostgREST   down" in status.stdout and "gateway     down" in status.stdout
+        assert "PostgreSQL  up" in status.stdout
+
+        again = _pysvc(env, "stack", "start")
+        assert again.returncode == 0, again.stderr
+        assert "restarting what is down: PostgREST, gateway" in again.stdout
+        rest = f"http://127.0.0.1:{before['rest_port']}"
+        assert _answers(f"{rest}/plans", 5 - (time.monotonic() - killed)), "PostgREST not back within 5 s"
+        after = json.loads((tmp_path / "state.json").read_text())
+        assert after["postgres_pid"] == before["postgres_pid"]  # PostgreSQL untouched
+        assert after["postgrest_pid"] != before["postgrest_pid"]
+        for key in ("db_port", "rest_port", "admin_port", "gateway_port", "rest_url", "supabase_url"):
+            assert after[key] == before[key], key
+        assert _answers(f"{after['supabase_url']}/rest/v1/plans", 1)
+        assert _pysvc(env, "stack", "status").stdout.startswith("running")
+    finally:
+        _pysvc(env, "stack", "stop")
+
+
+def test_a_zombie_counts_as_dead_and_is_reaped_when_it_is_ours() -> None:
+    from pysvc.local.stack import _pid_alive
+
+    child = subprocess.Popen(["sleep", "30"])
+    assert _pid_alive(child.pid)
+    os.kill(child.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while "Z" not in Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[-1][:3]:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert not _pid_alive(child.pid)
+    assert not Path(f"/proc/{child.pid}").exists()  # reaped
+    child.returncode = -9  # tell Popen it is gone
+
+
+# -- the gateway: SUPABASE_URL ---------------------------------------------------------------
+
+def test_gateway_serves_postgrest_under_rest_v1_with_the_anon_key(stack: StackInfo) -> None:
+    direct = httpx.get(f"{stack.rest_url}/plans?select=code&order=code",
+                       headers={"Authorization": f"Bearer {stack.anon_key}"})
+    for headers in ({"apikey": stack.anon_key},
+                    {"apikey": stack.anon_key, "Authorization": f"Bearer {stack.anon_key}"},
+                    {"apikey": stack.publishable_key}):
+        r = httpx.get(f"{stack.supabase_url}/rest/v1/plans?select=code&order=code", headers=headers)
+        assert r.status_code == 200, (headers, r.text)
+        assert r.json() == direct.json()
+        assert {"free", "standard"} <= {p["code"] for p in r.json()}
+
+
+def test_gateway_passes_prefer_status_and_errors_through(stack: StackInfo) -> None:
+    r = httpx.get(f"{stack.supabase_url}/rest/v1/plans?select=code",
+                  headers={"apikey": stack.anon_key, "Prefer": "count=exact", "Range": "0-1"})
+    assert r.status_code == 206
+    assert r.headers["content-range"].startswith("0-1/")
+    assert r.headers.get("server", "").startswith("postgrest")  # PostgREST's own headers, not doubled
+    missing = httpx.post(f"{stack.supabase_url}/rest/v1/rpc/no_such_function", json={},
+                         headers={"apikey": stack.secret_key})
+    assert missing.status_code == 404
+    assert missing.json()["code"] == "PGRST202"
+    refused = httpx.get(f"{stack.supabase_url}/rest/v1/plans", headers={"apikey": "sb_secret_not-this-project"})
+    assert refused.status_code == 401
+
+
+def test_gateway_serves_a_jwks_that_verifies_the_stacks_user_tokens(stack: StackInfo) -> None:
+    user = uuid.uuid4()
+    token = stack.user_token(user)
+    assert jwt.get_unverified_header(token) == {"alg": "ES256", "kid": stack.jwt_kid, "typ": "JWT"}
+    jwks = httpx.get(stack.jwks_url).json()
+    assert [k["kid"] for k in jwks["keys"]] == [stack.jwt_kid]
+    assert all("d" not in k for k in jwks["keys"])  # public parts only
+    key = jwt.PyJWKClient(stack.jwks_url).get_signing_key_from_jwt(token).key
+    claims = jwt.decode(token, key, algorithms=["ES256"], audience="authenticated")
+    assert claims["sub"] == str(user) and claims["role"] == "authenticated"
+    stranger = jwt.encode(claims, _other_ec_key(), algorithm="ES256", headers={"kid": stack.jwt_kid})
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(stranger, key, algorithms=["ES256"], audience="authenticated")
+
+
+def _other_ec_key() -> Any:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def test_postgrest_accepts_es256_user_tokens_like_supabase(stack: StackInfo) -> None:
+    for algorithm in ("ES256", "HS256"):
+        token = stack.user_token(uuid.uuid4(), algorithm=algorithm)
+        r = httpx.get(f"{stack.supabase_url}/rest/v1/plans?select=code",
+                      headers={"apikey": stack.anon_key, "Authorization": f"Bearer {token}"})
+        assert r.status_code == 200, (algorithm, r.text)
+
+
+def test_postgrest_runs_with_the_jwt_cache_and_the_pool_settings(stack: StackInfo) -> None:
+    environ = Path(f"/proc/{stack.postgrest_pid}/environ").read_bytes().split(b"\0")
+    settings = dict(item.decode().split("=", 1) for item in environ if item.startswith(b"PGRST_"))
+    assert settings["PGRST_JWT_CACHE_MAX_LIFETIME"] == os.environ.get("PGRST_JWT_CACHE_MAX_LIFETIME", "3600")
+    assert settings["PGRST_DB_PREPARED_STATEMENTS"] == "true"
+    assert settings["PGRST_DB_POOL"] == os.environ.get("PGRST_DB_POOL", "10")

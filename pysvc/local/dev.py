@@ -4,20 +4,39 @@ from __future__ import annotations
 
 from uuid import UUID
 
-import psycopg
-
+from pysvc import migrate
 from pysvc.api import serve
-from pysvc.errors import ConfigError
-from pysvc.local.stack import Stack, mint_key, port_in_use
+from pysvc.local.stack import Stack, StackInfo, mint_key
 from pysvc.settings import load_settings
 
 
-def dev(host: str = "127.0.0.1", port: int = 8000) -> None:
-    """The local stack plus the API on it: what `make run` starts."""
-    if port_in_use(port):
-        raise ConfigError(f"port {port} on {host} is in use: pass --port")
-    info = Stack.from_env().start()
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def dev(host: str = "127.0.0.1", port: int = 8000, *, stop_stack: bool = False) -> None:
+    """The local stack plus the API on it: what `make run` starts.
+
+    On exit (Ctrl-C) the API stops; the stack keeps running and says how to stop it, unless
+    `stop_stack`, which stops it too.
+    """
+    stack = Stack.from_env(say=_say)
+    info = stack.start()
+    try:
+        _serve(info, host, port)
+    finally:
+        if stop_stack:
+            print("\nAPI stopped; stopping the local stack (--stop-stack)", flush=True)
+            stack.stop()
+        else:
+            print(f"\nAPI stopped. The local stack keeps running (SUPABASE_URL {info.supabase_url}, "
+                  f"PostgreSQL {info.database_url}): `pysvc stack stop` (or `make clean`) stops it.", flush=True)
+
+
+def _serve(info: StackInfo, host: str, port: int) -> None:
+    jwks = {"supabase_url": info.supabase_url} if info.supabase_url else {}
     settings = load_settings(
+        **jwks,
         supabase_rest_url=info.rest_url,
         supabase_service_role_key=info.service_role_key,
         supabase_jwt_secret=info.jwt_secret,
@@ -44,7 +63,7 @@ def dev(host: str = "127.0.0.1", port: int = 8000) -> None:
 def _dev_customer(database_url: str) -> UUID:
     """A fixed demo customer in the local stack's auth.users, so the printed token works."""
     customer = UUID("00000000-0000-4000-8000-00000000c0de")
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    with migrate.connect(database_url) as conn:
         conn.execute(
             "insert into auth.users (id, email) values (%s, 'demo@example.com') on conflict (id) do nothing",
             (customer,),
