@@ -588,9 +588,10 @@ def test_urgent_sessions_expire_sooner(
 
 
 def test_the_limits_are_arguments(db: Db, new_session: NewSession, sweep: Callable[..., dict[str, Any]]) -> None:
-    session = new_session()
-    make_old(db, session.id, 3)
-    assert session.id in sweep(older_than="2 minutes", urgent_older_than="1 minute")["session_ids"]
+    session = new_session(urgent=True)
+    make_old(db, session.id, 40)
+    assert session.id not in sweep(older_than="1 hour", urgent_older_than="1 hour")["session_ids"]
+    assert session.id in sweep(older_than="1 hour", urgent_older_than="39 minutes")["session_ids"]
 
 
 def test_accepted_sessions_do_not_expire(
@@ -918,3 +919,33 @@ def test_customers_cannot_read_the_outbox(rest: httpx.Client, user_token: Callab
     enqueue(call)
     r = rest.get("/stripe_outbox", headers={"Authorization": f"Bearer {user_token(make_user())}"})
     assert r.status_code in (401, 403) or r.json() == []
+
+
+# Schema
+
+
+@pytest.mark.parametrize("event_type", ["expired", "released", "disputed"])
+def test_the_events_check_allows_the_new_event_types(db: Db, new_session: NewSession, event_type: str) -> None:
+    session = new_session()
+    db.execute("insert into public.session_events (session_id, event_type) values (%s, %s)", (session.id, event_type))
+    assert event_types(db, session.id)[-1] == event_type
+
+
+def test_without_pg_cron_the_schedule_migration_is_a_recorded_no_op(db: Db) -> None:
+    row = db.execute(
+        "select (select count(*) from pg_catalog.pg_available_extensions where name = 'pg_cron') as available,"
+        " to_regnamespace('cron') is null as no_cron_schema,"
+        " (select count(*) from supabase_migrations.schema_migrations where name = 'schedule_session_expiry')"
+        "   as recorded",
+    ).fetchone()
+    assert row == {"available": 0, "no_cron_schema": True, "recorded": 1}
+
+
+def test_a_transition_bumps_updated_at(call: Call, db: Db, new_session: NewSession,
+                                       make_mechanic: MakeMechanic) -> None:
+    session = new_session()
+    db.execute("update public.sessions set updated_at = now() - interval '1 day' where id = %s", (session.id,))
+    accept(call, db, session, make_mechanic())
+    row = db.execute("select now() - updated_at < interval '1 minute' as recent from public.sessions where id = %s",
+                     (session.id,)).fetchone()
+    assert row == {"recent": True}
