@@ -387,3 +387,47 @@ def test_postgrest_runs_with_the_jwt_cache_and_the_pool_settings(stack: StackInf
     assert settings["PGRST_JWT_CACHE_MAX_LIFETIME"] == os.environ.get("PGRST_JWT_CACHE_MAX_LIFETIME", "3600")
     assert settings["PGRST_DB_PREPARED_STATEMENTS"] == "true"
     assert settings["PGRST_DB_POOL"] == os.environ.get("PGRST_DB_POOL", "10")
+
+
+# -- make test and PostgreSQL 15 -------------------------------------------------------------
+
+def _make(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`make` as a user who is not root (a stand-in `id` first on PATH), so nothing is installed."""
+    fake = tmp_path / "bin"
+    fake.mkdir(exist_ok=True)
+    (fake / "id").write_text("#!/bin/sh\necho 1000\n")
+    (fake / "id").chmod(0o755)
+    base = {k: v for k, v in os.environ.items() if k not in ("CI", "PYSVC_PG15_BIN", "MAKEFLAGS", "MAKELEVEL")}
+    return subprocess.run(["make", "-s", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120,
+                          check=False, env={**base, "PATH": f"{fake}:{os.environ['PATH']}", **env})
+
+
+def test_make_test_without_postgres_15_deselects_its_test_loudly(tmp_path: Path) -> None:
+    missing = str(tmp_path / "no-pg15")
+    assert _make(tmp_path, "pg15", PYSVC_PG15_BIN=missing).returncode == 0
+    run = _make(tmp_path, "pytest", PYSVC_PG15_BIN=missing,
+                PYTEST_ARGS="--collect-only -q tests/test_stack.py")
+    assert run.returncode == 0, run.stderr
+    loud = [line for line in run.stderr.splitlines() if line.startswith("!!!")]
+    assert len(loud) == 1 and "DESELECTING" in loud[0] and "PYSVC_PG15_BIN" in loud[0], run.stderr
+    assert "1 deselected" in run.stdout
+    collected = [line for line in run.stdout.splitlines() if line.startswith("tests/")]
+    assert collected and not any(line.endswith("::test_migrations_apply_on_postgres_15") for line in collected)
+
+
+def test_make_test_under_ci_fails_without_postgres_15(tmp_path: Path) -> None:
+    run = _make(tmp_path, "pg15", PYSVC_PG15_BIN=str(tmp_path / "no-pg15"), CI="true")
+    assert run.returncode != 0
+    assert "CI: no PostgreSQL 15" in run.stderr
+
+
+def test_make_test_honours_pysvc_pg15_bin(tmp_path: Path) -> None:
+    pg15 = tmp_path / "pg15" / "bin"
+    pg15.mkdir(parents=True)
+    (pg15 / "postgres").write_text("#!/bin/sh\n")
+    (pg15 / "postgres").chmod(0o755)
+    run = _make(tmp_path, "pytest", PYSVC_PG15_BIN=str(pg15), CI="true",
+                PYTEST_ARGS="--collect-only -q tests/test_stack.py::test_migrations_apply_on_postgres_15")
+    assert run.returncode == 0, run.stderr
+    assert "DESELECTING" not in run.stderr
+    assert "1 test collected" in run.stdout
