@@ -6,6 +6,8 @@ is JSON `{"error", "code", ...}` with the status its class carries; every respon
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,11 +22,11 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
-from pysvc import __version__
+from pysvc import __version__, background
 from pysvc.deps import Services
 from pysvc.errors import ApiError
 from pysvc.logs import RequestIdMiddleware, configure_logging
-from pysvc.routers import customer, health, stripe
+from pysvc.routers import customer, health, mechanic, stripe
 from pysvc.settings import Settings, load_settings
 
 log = logging.getLogger("pysvc")
@@ -67,9 +69,16 @@ async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.services = Services.build(settings)
+        svc = app.state.services = Services.build(settings)
+        worker = None
+        if settings.background_interval_seconds > 0:
+            worker = asyncio.create_task(background.run_forever(settings, svc.lifecycle, svc.outbox))
         yield
-        await app.state.services.aclose()
+        if worker is not None:
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+        await svc.aclose()
 
     app = FastAPI(
         title="pysvc",
@@ -84,7 +93,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(RequestValidationError, on_invalid)
     app.add_exception_handler(HTTPException, on_http)
     app.add_exception_handler(Exception, on_unexpected)
-    for router in (customer.router, stripe.router, health.router):
+    for router in (customer.router, mechanic.router, stripe.router, health.router):
         app.include_router(router)
     _mount_docs(app)
     return app

@@ -14,6 +14,8 @@ from pysvc.errors import Unauthenticated
 from pysvc.factory import SessionFactory
 from pysvc.fulfilment import Fulfilment
 from pysvc.intake import Intakes
+from pysvc.lifecycle import Lifecycle
+from pysvc.outbox import Outbox
 from pysvc.postgrest import Rpc, connect
 from pysvc.settings import Settings
 from pysvc.store import Store
@@ -33,6 +35,8 @@ class Services:
     fulfilment: Fulfilment
     webhook: Webhook
     tokens: TokenVerifier
+    lifecycle: Lifecycle
+    outbox: Outbox
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -40,11 +44,13 @@ class Services:
         store = Store(rpc.client, rpc)
         factory = SessionFactory(rpc)
         stripe = StripeApi(settings)
-        fulfilment = Fulfilment(factory, stripe)
+        outbox = Outbox(rpc, stripe)
+        fulfilment = Fulfilment(factory, outbox)
         return cls(
             settings=settings, rpc=rpc, store=store, stripe=stripe,
             intakes=Intakes(factory, store, stripe), fulfilment=fulfilment,
             webhook=Webhook(rpc, fulfilment), tokens=TokenVerifier(settings),
+            lifecycle=Lifecycle(rpc), outbox=outbox,
         )
 
     async def aclose(self) -> None:
@@ -70,3 +76,5 @@ async def current_user(
 
 Svc = Annotated[Services, Depends(services)]
 Customer = Annotated[UUID, Depends(current_user)]
+Mechanic = Annotated[UUID, Depends(current_user)]  # the database decides whether the user is a mechanic
+User = Annotated[UUID, Depends(current_user)]

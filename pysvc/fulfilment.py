@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pysvc.enums import InboxStatus, PaymentMethod
-from pysvc.errors import ActiveSessionExists, ApiError, IntakeAlreadyUsed, InvalidRequest, StripeRefused
+from pysvc.errors import ActiveSessionExists, ApiError, IntakeAlreadyUsed, InvalidRequest
 from pysvc.factory import CreateSessionParams, CreateSessionResult, SessionFactory
-from pysvc.stripe_api import StripeApi
+from pysvc.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +31,9 @@ PENDING = "pending"
 
 
 class Fulfilment:
-    def __init__(self, factory: SessionFactory, stripe: StripeApi) -> None:
+    def __init__(self, factory: SessionFactory, outbox: Outbox) -> None:
         self.factory = factory
-        self.stripe = stripe
+        self.outbox = outbox
 
     async def fulfil(self, checkout: dict[str, Any]) -> Outcome:
         """Create the session a paid checkout bought; refund what cannot be honoured."""
@@ -71,19 +71,18 @@ class Fulfilment:
         return Outcome(InboxStatus.processed, result=result)
 
     async def _refund(self, checkout: dict[str, Any], refusal: ApiError) -> Outcome:
+        """The refund goes through the outbox: claimed once per checkout in the database, then sent."""
         detail: dict[str, Any] = {"reason": refusal.code}
         if isinstance(refusal, ActiveSessionExists):
             detail["activeSessionId"] = refusal.session_id
         payment_intent = checkout.get("payment_intent")
-        if not isinstance(payment_intent, str):
-            return Outcome(InboxStatus.failed, detail={**detail, "refund": "no payment intent to refund"})
-        try:
-            refund_id = await self.stripe.refund(payment_intent, str(checkout["id"]), refusal.code)
-        except StripeRefused as exc:
-            log.error("refund for checkout %s refused: %s", checkout.get("id"), exc)
-            return Outcome(InboxStatus.failed, detail={**detail, "refund": str(exc)})
-        log.info("checkout %s refunded (%s): %s", checkout.get("id"), refusal.code, refund_id)
-        return Outcome(InboxStatus.refunded, detail={**detail, "refund_id": refund_id})
+        request = await self.outbox.enqueue(
+            "refund", str(checkout["id"]), reason=refusal.code,
+            payment_intent=payment_intent if isinstance(payment_intent, str) else None,
+        )
+        await self.outbox.run_once()  # send it now; a failure here stays queued for the worker
+        log.info("checkout %s refund requested (%s): outbox %s", checkout.get("id"), refusal.code, request["id"])
+        return Outcome(InboxStatus.refunded, detail={**detail, "refund_request": request["id"]})
 
 
 def _email(checkout: dict[str, Any]) -> Any:

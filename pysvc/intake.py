@@ -30,6 +30,11 @@ class Intakes:
     async def start(self, customer_id: UUID, body: IntakeStart) -> IntakeStarted:
         plan = await self._plan(body.plan)
         intake_id = body.intake_id or uuid.uuid4()
+        if not plan.is_free and body.payment_method == "credits":
+            result = await self.factory.create_session_record(self._params(customer_id, intake_id, body,
+                                                                           PaymentMethod.credits))
+            return IntakeStarted(redirect=pages.waiting_room(result.session_id), intake_id=intake_id,
+                                 session_id=result.session_id)
         if not plan.is_free:
             await self.store.submit_intake(customer_id, intake_id, {
                 "plan": plan.code,
@@ -38,20 +43,19 @@ class Intakes:
                                   include={"urgent", "is_specialist", "preferred_mechanic_id", "routing_type"}),
             })
             return IntakeStarted(redirect=pages.waiver(plan.code, intake_id), intake_id=intake_id)
-        result = await self.factory.create_session_record(CreateSessionParams(
-            customer_id=customer_id,
-            plan=plan.code,
-            intake_id=intake_id,
-            payment_method=PaymentMethod.free,
-            urgent=body.urgent,
-            is_specialist=body.is_specialist,
-            preferred_mechanic_id=body.preferred_mechanic_id,
-            routing_type=body.routing_type,
-            intake=body.details(),
-        ))
+        result = await self.factory.create_session_record(self._params(customer_id, intake_id, body,
+                                                                       PaymentMethod.free))
         return IntakeStarted(
             redirect=pages.waiver(plan.code, intake_id, result.session_id),
             intake_id=intake_id, session_id=result.session_id,
+        )
+
+    @staticmethod
+    def _params(customer_id: UUID, intake_id: UUID, body: IntakeStart, method: PaymentMethod) -> CreateSessionParams:
+        return CreateSessionParams(
+            customer_id=customer_id, plan=body.plan, intake_id=intake_id, payment_method=method,
+            urgent=body.urgent, is_specialist=body.is_specialist, preferred_mechanic_id=body.preferred_mechanic_id,
+            routing_type=body.routing_type, intake=body.details(),
         )
 
     async def sign_waiver(self, customer_id: UUID, intake_id: UUID) -> WaiverSigned:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
@@ -47,6 +48,9 @@ class IntakeStart(BaseModel):
     is_specialist: bool = False
     preferred_mechanic_id: UUID | None = None
     routing_type: RoutingType = RoutingType.broadcast
+    payment_method: Literal["stripe", "credits"] = Field(
+        default="stripe", description="Paid plans: Stripe Checkout, or the plan's credit cost taken at once.",
+    )
 
     def details(self) -> dict[str, object]:
         """The intake's descriptive fields, as the SQL functions take them."""
@@ -54,6 +58,60 @@ class IntakeStart(BaseModel):
             mode="json", exclude_none=True,
             include={"concern", "vehicle_make", "vehicle_model", "vehicle_year", "vehicle_vin"},
         )
+
+
+class SessionState(Body):
+    """A session after a transition, and whether this call changed it (repeats are harmless)."""
+
+    session_id: UUID
+    status: SessionStatus
+    type: SessionType
+    plan: str
+    mechanic_id: UUID | None = None
+    assignment_id: UUID | None = None
+    refund: dict[str, Any] | None = Field(default=None, description="How the money went back, if it did.")
+    changed: bool
+
+
+class TimelineEntry(Body):
+    event: str
+    at: datetime
+    user_id: UUID | None = None
+
+
+class SessionDetail(Body):
+    """A participant's view of one session."""
+
+    session_id: UUID
+    type: SessionType
+    status: SessionStatus
+    plan: str
+    intake_id: UUID
+    mechanic_id: UUID | None = None
+    created_at: datetime
+    timeline: list[TimelineEntry]
+
+
+class QueuedSession(Body):
+    assignment_id: UUID
+    session_id: UUID
+    type: SessionType
+    plan: str
+    urgent: bool
+    offered_at: datetime
+    preferred: bool = Field(description="This mechanic was asked for by name.")
+
+
+class CreditEntry(Body):
+    delta: int
+    reason: str
+    session_id: UUID | None = None
+    at: datetime
+
+
+class Credits(Body):
+    balance: int
+    entries: list[CreditEntry] = Field(description="The most recent entries, newest first.")
 
 
 class IntakeStarted(Body):

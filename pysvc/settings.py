@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pysvc.errors import ConfigError
@@ -21,6 +21,12 @@ class Settings(BaseSettings):
     stripe_api_base: str | None = None
     public_base_url: str = "http://127.0.0.1:8000"
     log_level: str = "INFO"
+    # A pending session nobody accepted within this many minutes expires (urgent ones sooner).
+    session_expiry_minutes: int = Field(default=30, ge=1)
+    urgent_session_expiry_minutes: int = Field(default=10, ge=1)
+    # How often `pysvc serve` sweeps expired sessions and sends the Stripe outbox; 0 turns both off
+    # (then run `pysvc sessions expire` / `pysvc outbox run` from cron, or pg_cron on Supabase).
+    background_interval_seconds: float = Field(default=15.0, ge=0)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

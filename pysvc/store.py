@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from pysvc.enums import RoutingType, SessionStatus, SessionType
 from pysvc.postgrest import Rpc, guard
+from pysvc.schemas import CreditEntry, Credits, SessionDetail, TimelineEntry
 
 PLAN_CACHE_SECONDS = 30.0
 
@@ -101,6 +102,40 @@ class Store:
             self.client.from_("sessions").select(SESSION_COLUMNS).eq("intake_id", str(intake_id)).execute()
         )
         return SessionRow.model_validate(response.data[0]) if response.data else None
+
+    async def session_detail(self, session_id: UUID, user_id: UUID) -> SessionDetail | None:
+        """One session with its participants and history, if `user_id` takes part in it."""
+        response = await guard(
+            self.client.from_("sessions")
+            .select("id,type,status,plan,intake_id,created_at,session_participants(user_id,role),"
+                    "session_events(event_type,user_id,created_at)")
+            .eq("id", str(session_id)).execute()
+        )
+        if not response.data:
+            return None
+        row: Any = response.data[0]
+        people = {p["user_id"]: p["role"] for p in row["session_participants"]}
+        if str(user_id) not in people:
+            return None
+        events = sorted(row["session_events"], key=lambda e: str(e["created_at"]))
+        return SessionDetail(
+            session_id=row["id"], type=row["type"], status=row["status"], plan=row["plan"],
+            intake_id=row["intake_id"], created_at=row["created_at"],
+            mechanic_id=next((u for u, role in people.items() if role == "mechanic"), None),
+            timeline=[TimelineEntry(event=e["event_type"], at=e["created_at"], user_id=e["user_id"]) for e in events],
+        )
+
+    async def credits(self, customer_id: UUID, recent: int = 20) -> Credits:
+        response = await guard(
+            self.client.from_("credit_entries").select("delta,reason,session_id,created_at")
+            .eq("customer_user_id", str(customer_id)).order("id", desc=True).execute()
+        )
+        rows: list[Any] = response.data
+        return Credits(
+            balance=sum(int(r["delta"]) for r in rows),
+            entries=[CreditEntry(delta=r["delta"], reason=r["reason"], session_id=r["session_id"], at=r["created_at"])
+                     for r in rows[:recent]],
+        )
 
     async def ping(self) -> None:
         await guard(self.client.from_("plans").select("code").limit(1).execute())

@@ -77,7 +77,7 @@ class StripeApi:
         assert checkout.last_response is not None
         return dict(json.loads(checkout.last_response.body))
 
-    async def refund(self, payment_intent: str, checkout_id: str, reason: str) -> str:
+    async def refund(self, payment_intent: str, checkout_id: str, reason: str, *, idempotency_key: str) -> str:
         refund = await _call(
             self.require_client().v1.refunds.create_async(
                 {
@@ -85,10 +85,16 @@ class StripeApi:
                     "reason": "requested_by_customer",
                     "metadata": {"checkout_session_id": checkout_id, "reason": reason},
                 },
-                {"idempotency_key": f"refund-{checkout_id}"},
+                {"idempotency_key": idempotency_key},
             )
         )
         return str(refund.id)
+
+    async def expire_checkout(self, checkout_id: str, idempotency_key: str) -> str:
+        """Close an open checkout so that it can no longer be paid."""
+        checkout = await _call(self.require_client().v1.checkout.sessions.expire_async(
+            checkout_id, options={"idempotency_key": idempotency_key}))
+        return str(checkout.id)
 
 
 async def _call(call: Awaitable[T]) -> T:

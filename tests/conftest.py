@@ -208,6 +208,7 @@ def api_settings(stack: StackInfo, **overrides: Any) -> Settings:
         "supabase_rest_url": stack.rest_url,
         "supabase_service_role_key": stack.service_role_key,
         "supabase_jwt_secret": stack.jwt_secret,
+        "background_interval_seconds": 0,  # tests drive the sweep and the outbox themselves
         **overrides,
     }
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -364,7 +364,9 @@ def test_paid_but_conflicted_checkout_is_refunded_once(
     assert row is not None and row["status"] == "refunded"
     assert row["outcome"]["reason"] == "ACTIVE_SESSION_EXISTS"
     assert row["outcome"]["activeSessionId"] == free["sessionId"]
-    assert row["outcome"]["refund_id"].startswith("re_")
+    request = db.execute("select status, stripe_object_id from public.stripe_outbox where id = %s",
+                         (row["outcome"]["refund_request"],)).fetchone()
+    assert request is not None and request["status"] == "sent" and request["stripe_object_id"].startswith("re_")
     assert counts(customer) == ONE_SESSION
 
 

@@ -9,15 +9,19 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from pysvc import errors, pages
-from pysvc.deps import Customer, Svc
+from pysvc.deps import Customer, Svc, User
 from pysvc.enums import CHECKOUT_ID, InboxStatus
 from pysvc.fulfilment import PENDING
+from pysvc.lifecycle import SessionState as State
 from pysvc.schemas import (
     CheckoutFulfilled,
     CheckoutPending,
+    Credits,
     IntakeStart,
     IntakeStarted,
+    SessionDetail,
     SessionOut,
+    SessionState,
     WaiverSigned,
     error_responses,
 )
@@ -32,7 +36,7 @@ SIGNED_IN = (errors.Unauthenticated, errors.UnknownUser, errors.InvalidRequest, 
     "/intake/start", response_model=IntakeStarted, response_model_exclude_none=True,
     summary="Store an intake; a free plan gets its session now",
     responses=error_responses(*SIGNED_IN, errors.UnknownPlan, errors.MechanicNotFound, errors.ActiveSessionExists,
-                              errors.IntakeAlreadyUsed),
+                              errors.IntakeAlreadyUsed, errors.InsufficientCredits),
 )
 async def start_intake(body: IntakeStart, customer: Customer, svc: Svc) -> IntakeStarted:
     return await svc.intakes.start(customer, body)
@@ -91,3 +95,35 @@ async def checkout_success(
         raise errors.ActiveSessionExists("this payment could not be used and was refunded", refunded=True,
                                          reason=reason, **extra)
     raise errors.CheckoutInvalid(f"this checkout cannot be fulfilled: {reason}")
+
+
+def state_out(state: State) -> SessionState:
+    return SessionState(session_id=state.session_id, status=state.status, type=state.session_type, plan=state.plan,
+                        mechanic_id=state.mechanic_id, assignment_id=state.assignment_id, refund=state.refund,
+                        changed=state.changed)
+
+
+@router.post(
+    "/sessions/{session_id}/cancel", response_model=SessionState,
+    summary="Cancel before the session starts; the money goes back (Stripe refund or credits)",
+    responses=error_responses(*SIGNED_IN, errors.SessionNotFound, errors.SessionNotCancellable),
+)
+async def cancel_session(session_id: UUID, customer: Customer, svc: Svc) -> SessionState:
+    return state_out(await svc.lifecycle.cancel(session_id, customer))
+
+
+@router.get(
+    "/sessions/{session_id}", response_model=SessionDetail, summary="One session, for its participants",
+    responses=error_responses(*SIGNED_IN, errors.SessionNotFound),
+)
+async def session_detail(session_id: UUID, user: User, svc: Svc) -> SessionDetail:
+    detail = await svc.store.session_detail(session_id, user)
+    if detail is None:
+        raise errors.SessionNotFound()
+    return detail
+
+
+@router.get("/credits", response_model=Credits, summary="The caller's credit balance and recent entries",
+            responses=error_responses(*SIGNED_IN))
+async def credits(customer: Customer, svc: Svc) -> Credits:
+    return await svc.store.credits(customer)
