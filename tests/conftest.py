@@ -215,15 +215,19 @@ def api_settings(stack: StackInfo, **overrides: Any) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def api(stack: StackInfo, stripe_stub: StripeStub) -> Iterator[httpx.Client]:
-    settings = api_settings(
+def stripe_settings(stack: StackInfo, stripe_stub: StripeStub) -> Settings:
+    return api_settings(
         stack,
         stripe_secret_key="sk_test_stub",
         stripe_webhook_secret=WEBHOOK_SECRET,
         stripe_api_base=stripe_stub.base_url,
         public_base_url="http://shop.example",
     )
-    with running_api(settings) as base_url, httpx.Client(base_url=base_url, timeout=30) as client:
+
+
+@pytest.fixture(scope="session")
+def api(stripe_settings: Settings) -> Iterator[httpx.Client]:
+    with running_api(stripe_settings) as base_url, httpx.Client(base_url=base_url, timeout=30) as client:
         yield client
 
 
@@ -231,3 +235,24 @@ def api(stack: StackInfo, stripe_stub: StripeStub) -> Iterator[httpx.Client]:
 def api_without_stripe(stack: StackInfo) -> Iterator[httpx.Client]:
     with running_api(api_settings(stack)) as base_url, httpx.Client(base_url=base_url, timeout=30) as client:
         yield client
+
+
+@pytest.fixture
+def paid_checkout(
+    api: httpx.Client, stripe_stub: StripeStub, customer: uuid.UUID, user_token: Callable[[uuid.UUID], str],
+) -> Callable[..., dict[str, Any]]:
+    """Intake → waiver → Checkout Session on the stub, then marked paid as Stripe would."""
+
+    def _checkout(plan: str = "standard", **intake: Any) -> dict[str, Any]:
+        me = {"Authorization": f"Bearer {user_token(customer)}"}
+        started = api.post("/api/intake/start", json={"plan": plan, **intake}, headers=me)
+        assert started.status_code == 200, started.text
+        intake_id = started.json()["intakeId"]
+        waiver = api.post(f"/api/intake/{intake_id}/waiver", headers=me)
+        assert waiver.status_code == 200, waiver.text
+        session_id = waiver.json()["checkoutUrl"].rsplit("/", 1)[1]
+        session = stripe_stub.sessions[session_id]
+        session.update({"status": "complete", "payment_status": "paid"})
+        return session
+
+    return _checkout

@@ -40,6 +40,7 @@ class StripeStub:
     calls: list[Call] = field(default_factory=list)
     sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
     replies: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
+    failures: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)  # by path, until removed
     lock: threading.Lock = field(default_factory=threading.Lock)
     base_url: str = ""
 
@@ -62,6 +63,8 @@ class StripeStub:
     def handle(self, method: str, path: str, params: dict[str, str], key: str | None) -> tuple[int, dict[str, Any]]:
         with self.lock:
             self.calls.append(Call(method, path, params, key))
+            if path in self.failures:
+                return self.failures[path]
             if key and key in self.replies:
                 return self.replies[key]
             reply = self._answer(method, path, params)

@@ -48,26 +48,6 @@ def stored_events(db: Db) -> int:
     return int(row["n"])
 
 
-@pytest.fixture
-def paid_checkout(
-    api: httpx.Client, stripe_stub: StripeStub, customer: uuid.UUID, user_token: Token,
-) -> Callable[..., dict[str, Any]]:
-    """Intake → waiver → Checkout Session on the stub, then marked paid as Stripe would."""
-
-    def _checkout(plan: str = "standard", **intake: Any) -> dict[str, Any]:
-        started = api.post("/api/intake/start", json={"plan": plan, **intake}, headers=bearer(user_token(customer)))
-        assert started.status_code == 200, started.text
-        intake_id = started.json()["intakeId"]
-        waiver = api.post(f"/api/intake/{intake_id}/waiver", headers=bearer(user_token(customer)))
-        assert waiver.status_code == 200, waiver.text
-        session_id = waiver.json()["checkoutUrl"].rsplit("/", 1)[1]
-        session = stripe_stub.sessions[session_id]
-        session.update({"status": "complete", "payment_status": "paid"})
-        return session
-
-    return _checkout
-
-
 # --- free path --------------------------------------------------------------------------------
 
 def test_free_intake_creates_the_session_and_queues_it_for_mechanics(
