@@ -13,8 +13,6 @@ from pathlib import Path
 
 import httpx
 
-from pysvc.local.stack import PROJECT_ROOT
-
 CONFIG = """
 [generation]
 database = "none"
@@ -43,7 +41,7 @@ def test_schemathesis_finds_nothing_wrong_with_the_api(
             # `session_id` (Stripe's name for a checkout id): a guess, not a link the API declares.
             "--phases", "examples,coverage,fuzzing",
         ],
-        capture_output=True, text=True, timeout=600, cwd=PROJECT_ROOT,
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
     )
 
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
