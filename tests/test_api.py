@@ -91,6 +91,32 @@ def test_second_intake_is_409_naming_the_active_session(
     assert intakes.fetchone() == {"n": 1}
 
 
+def test_a_refused_free_intake_leaves_no_intake_row(
+    api: httpx.Client, db: Db, customer: uuid.UUID, user_token: Token,
+) -> None:
+    api.post("/api/intake/start", json={"plan": "free"}, headers=bearer(user_token(customer)))
+    refused = api.post("/api/intake/start", json={"plan": "trial", "concern": "again"},
+                       headers=bearer(user_token(customer)))
+
+    assert refused.status_code == 409
+    rows = db.execute("select plan from public.intakes where customer_user_id = %s", (customer,)).fetchall()
+    assert rows == [{"plan": "free"}]
+
+
+def test_a_retried_intake_with_the_same_id_creates_one_session(
+    api: httpx.Client, customer: uuid.UUID, user_token: Token, counts: Counts,
+) -> None:
+    body = {"plan": "free", "intake_id": str(uuid.uuid4()), "concern": "brakes"}
+    with ThreadPoolExecutor(5) as pool:
+        replies = list(pool.map(
+            lambda _: api.post("/api/intake/start", json=body, headers=bearer(user_token(customer))), range(5)))
+    again = api.post("/api/intake/start", json=body, headers=bearer(user_token(customer)))
+
+    assert {r.status_code for r in [*replies, again]} == {200}
+    assert len({r.json()["sessionId"] for r in [*replies, again]}) == 1
+    assert counts(customer) == ONE_SESSION
+
+
 def test_active_session_endpoint_returns_the_callers_session_or_404(
     api: httpx.Client, customer: uuid.UUID, user_token: Token,
 ) -> None:
