@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pysvc.errors import ConfigError
+
+
+PLACEHOLDER = re.compile(r"<[^<>]*>")
+URL_SETTINGS = ("supabase_url", "supabase_rest_url", "supabase_jwks_url", "stripe_api_base", "public_base_url")
+STRIPE_KEYS = {"stripe_secret_key": ("sk_", "rk_"), "stripe_webhook_secret": ("whsec_",)}
 
 
 class Settings(BaseSettings):
@@ -28,13 +36,29 @@ class Settings(BaseSettings):
     # (then run `pysvc sessions expire` / `pysvc outbox run` from cron, or pg_cron on Supabase).
     background_interval_seconds: float = Field(default=15.0, ge=0)
 
-    @model_validator(mode="after")
-    def _check(self) -> Settings:
-        if not (self.supabase_url or self.supabase_rest_url):
-            raise ValueError("SUPABASE_URL or SUPABASE_REST_URL is required")
-        if not (self.supabase_jwt_secret or self.jwks_url):
-            raise ValueError("SUPABASE_JWT_SECRET or SUPABASE_JWKS_URL is required to verify user tokens")
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _check(cls, values: Any) -> Any:
+        """Every problem at once: empty means unset, placeholders are refused, URLs and keys look right."""
+        if not isinstance(values, dict):
+            return values
+        values = {k: v for k, v in values.items() if not (isinstance(v, str) and not v.strip())}
+        problems = [f"{name.upper()}: still the placeholder {value!r} (see .env.example)"
+                    for name, value in values.items() if isinstance(value, str) and PLACEHOLDER.search(value)]
+        problems += [f"{name.upper()}: not an http(s) URL: {values[name]!r}" for name in URL_SETTINGS
+                     if isinstance(values.get(name), str) and not values[name].startswith(("http://", "https://"))]
+        problems += [f"{name.upper()}: does not look like a Stripe key ({prefixes[0]}…)"
+                     for name, prefixes in STRIPE_KEYS.items()
+                     if isinstance(values.get(name), str) and not values[name].startswith(prefixes)]
+        if not values.get("supabase_service_role_key"):
+            problems.append("SUPABASE_SERVICE_ROLE_KEY: required (the project's service_role key)")
+        if not (values.get("supabase_url") or values.get("supabase_rest_url")):
+            problems.append("SUPABASE_URL (or SUPABASE_REST_URL): required")
+        if not (values.get("supabase_jwt_secret") or values.get("supabase_jwks_url") or values.get("supabase_url")):
+            problems.append("SUPABASE_JWT_SECRET or SUPABASE_JWKS_URL: required to verify user tokens")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return values
 
     @property
     def rest_url(self) -> str:
