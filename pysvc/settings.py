@@ -10,7 +10,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pysvc.errors import ConfigError
 
-
 PLACEHOLDER = re.compile(r"<[^<>]*>")
 URL_SETTINGS = ("supabase_url", "supabase_rest_url", "supabase_jwks_url", "stripe_api_base", "public_base_url")
 STRIPE_KEYS = {"stripe_secret_key": ("sk_", "rk_"), "stripe_webhook_secret": ("whsec_",)}
