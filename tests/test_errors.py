@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -20,6 +21,7 @@ from pysvc.postgrest import Rpc, connect
 
 Db = psycopg.Connection[dict[str, Any]]
 Payload = dict[str, Any]
+Call = Callable[[str, Payload], Any]
 RAISES = re.compile(r"raise_api_error\(\s*(\d{3})\s*,\s*'([A-Z_]+)'")
 
 
@@ -34,7 +36,7 @@ def paid(customer: uuid.UUID, intake: uuid.UUID, checkout: str, **extra: Any) ->
 
 
 @pytest.fixture(scope="module")
-def call(stack: StackInfo) -> Iterator[Callable[[str, Payload], Any]]:
+def call(stack: StackInfo) -> Iterator[Call]:
     """Call an RPC the way the service does (pysvc.postgrest.Rpc over real HTTP)."""
     loop = asyncio.new_event_loop()
     rpc = Rpc(connect(stack.rest_url, stack.service_role_key))
@@ -72,14 +74,14 @@ def _intake(db: Db, customer: uuid.UUID, plan: str = "free") -> uuid.UUID:
     return uuid.UUID(str(row["id"]))
 
 
-def _ended_session(db: Db, call: Callable[[str, Payload], Any], customer: uuid.UUID) -> uuid.UUID:
+def _ended_session(db: Db, call: Call, customer: uuid.UUID) -> uuid.UUID:
     intake = _intake(db, customer)
     created = call("create_session_record", free(customer, intake))
     db.execute("update public.sessions set status = 'completed' where id = %s", (created["session_id"],))
     return intake
 
 
-def _session_conflict(db: Db, call: Callable[[str, Payload], Any], customer: uuid.UUID) -> None:
+def _session_conflict(db: Db, call: Call, customer: uuid.UUID) -> None:
     """A writer that skips the advisory lock takes the intake first: only the unique index stops us."""
     intake = _intake(db, customer)
     with psycopg.connect(db.info.dsn, password=db.info.password) as other:
@@ -103,7 +105,58 @@ def _session_conflict(db: Db, call: Callable[[str, Payload], Any], customer: uui
     raise outcome[0]
 
 
-def _cases() -> dict[str, Callable[[Db, Callable[[str, Payload], Any], uuid.UUID], Any]]:
+def _mechanic(db: Db, *, active: bool = True) -> str:
+    """A new user who is a (non-specialist) mechanic."""
+    user = uuid.uuid4()
+    db.execute("insert into auth.users (id, email) values (%s, %s)", (user, f"{user.hex[:12]}@example.com"))
+    db.execute(
+        "insert into public.mechanics (user_id, display_name, active, is_specialist) values (%s, %s, %s, false)",
+        (user, "Mechanic " + user.hex[:6], active),
+    )
+    return str(user)
+
+
+@dataclass(frozen=True)
+class Offer:
+    session: str
+    assignment: str
+
+
+def _offer(db: Db, call: Call, customer: uuid.UUID, **extra: Any) -> Offer:
+    """A pending free session of this customer and its queued assignment."""
+    session = call("create_session_record", free(customer, _intake(db, customer), **extra))["session_id"]
+    row = db.execute(
+        "select id from public.session_assignments where session_id = %s and status = 'queued'", (session,),
+    ).fetchone()
+    assert row is not None
+    return Offer(str(session), str(row["id"]))
+
+
+def _take(db: Db, call: Call, assignment: str) -> str:
+    """A new mechanic accepts the assignment."""
+    mechanic = _mechanic(db)
+    call("accept_assignment", {"assignment_id": assignment, "mechanic_id": mechanic})
+    return mechanic
+
+
+def _accepted(db: Db, call: Call, customer: uuid.UUID, *steps: str) -> Offer:
+    """A session a mechanic accepted, then moved by that mechanic with each of steps (start_session, ...)."""
+    offer = _offer(db, call, customer)
+    mechanic = _take(db, call, offer.assignment)
+    for step in steps:
+        call(step, {"session_id": offer.session, "mechanic_id": mechanic})
+    return offer
+
+
+def _finished_twice(db: Db, call: Call, customer: uuid.UUID) -> None:
+    """An outbox request the worker reports as refused, twice."""
+    checkout = f"cs_test_{customer.hex}"
+    request = call("enqueue_stripe_request", {"kind": "expire_checkout", "checkout_session_id": checkout})
+    for _ in range(2):
+        call("finish_stripe_request", {"id": request["id"], "outcome": "failed", "error": "refused"})
+
+
+def _cases() -> dict[str, Callable[[Db, Call, uuid.UUID], Any]]:
     new = uuid.uuid4
     return {
         "MISSING_FIELD": lambda db, call, c: call("create_session_record", free(c, new(), payment_method=None)),
@@ -136,6 +189,29 @@ def _cases() -> dict[str, Callable[[Db, Callable[[str, Payload], Any], uuid.UUID
         "UNKNOWN_USER": lambda db, call, c: call("create_session_record", free(new(), new(), intake={})),
         "INVALID_INTAKE": lambda db, call, c: call("create_session_record", free(c, new(), intake={"vehicle_year": 1})),
         "SESSION_CONFLICT": _session_conflict,
+        # the session lifecycle
+        "NOT_A_MECHANIC": lambda db, call, c: call("mechanic_queue_for", {"mechanic_id": str(c)}),
+        "MECHANIC_INACTIVE": lambda db, call, c: call(
+            "mechanic_queue_for", {"mechanic_id": _mechanic(db, active=False)}),
+        "NOT_ELIGIBLE": lambda db, call, c: _take(db, call, _offer(
+            db, call, c, routing_type="workshop_only", preferred_mechanic_id=_mechanic(db)).assignment),
+        "ASSIGNMENT_NOT_FOUND": lambda db, call, c: _take(db, call, str(new())),
+        "ASSIGNMENT_TAKEN": lambda db, call, c: _take(db, call, _accepted(db, call, c).assignment),
+        "ASSIGNMENT_CLOSED": lambda db, call, c: _take(db, call, _accepted(db, call, c, "release_session").assignment),
+        "NOT_ASSIGNED_MECHANIC": lambda db, call, c: call(
+            "start_session", {"session_id": _offer(db, call, c).session, "mechanic_id": _mechanic(db)}),
+        "INVALID_TRANSITION": lambda db, call, c: _accepted(db, call, c, "complete_session"),
+        "SESSION_NOT_FOUND": lambda db, call, c: call(
+            "cancel_session", {"session_id": str(new()), "customer_id": str(c)}),
+        "SESSION_NOT_CANCELLABLE": lambda db, call, c: call(
+            "cancel_session", {"session_id": _accepted(db, call, c, "start_session").session, "customer_id": str(c)}),
+        # the Stripe outbox
+        "INVALID_ARGUMENT": lambda db, call, c: call("claim_stripe_requests", {"max_requests": 0}),
+        "INVALID_KIND": lambda db, call, c: call(
+            "enqueue_stripe_request", {"kind": "chargeback", "checkout_session_id": "cs_test_" + c.hex}),
+        "INVALID_OUTCOME": lambda db, call, c: call("finish_stripe_request", {"id": 0, "outcome": "maybe"}),
+        "REQUEST_NOT_FOUND": lambda db, call, c: call("finish_stripe_request", {"id": 0, "outcome": "failed"}),
+        "REQUEST_ALREADY_FINISHED": _finished_twice,
     }
 
 
@@ -144,7 +220,7 @@ CASES = _cases()
 
 @pytest.mark.parametrize("code", sorted(CASES))
 def test_sql_error_reaches_python_as_its_class_with_its_status(
-    code: str, db: Db, call: Callable[[str, Payload], Any], make_user: Callable[[], uuid.UUID],
+    code: str, db: Db, call: Call, make_user: Callable[[], uuid.UUID],
 ) -> None:
     with pytest.raises(ApiError) as raised:
         CASES[code](db, call, make_user())
