@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException
 from pysvc import __version__, background
 from pysvc.deps import Services
 from pysvc.errors import ApiError
-from pysvc.logs import RequestIdMiddleware, configure_logging
+from pysvc.logs import BodyLimitMiddleware, RequestIdMiddleware, configure_logging
 from pysvc.routers import customer, health, mechanic, stripe
 from pysvc.settings import Settings, load_settings
 
@@ -88,6 +88,8 @@ def create_app(settings: Settings) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
+    app.add_middleware(BodyLimitMiddleware, default=settings.max_body_bytes,
+                       per_path={"/api/stripe/webhook": settings.max_webhook_body_bytes})
     app.add_middleware(RequestIdMiddleware)
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(RequestValidationError, on_invalid)

@@ -321,6 +321,6 @@ SQL_ERRORS: dict[str, type[ApiError]] = {
 def from_sql(code: str, message: str | None, status: int, details: dict[str, Any]) -> ApiError:
     """The error for a code SQL raised, carrying the status PostgREST answered."""
     cls = SQL_ERRORS.get(code)
-    if cls is None:
-        return UnknownSqlError(code, message, status, **details)
-    return cls(message, status=status, **details)
+    error = UnknownSqlError(code, message, status) if cls is None else cls(message, status=status)
+    error.extra = dict(details)  # not as keywords: details may have a "status" (the session's) of their own
+    return error

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     # How often `pysvc serve` sweeps expired sessions and sends the Stripe outbox; 0 turns both off
     # (then run `pysvc sessions expire` / `pysvc outbox run` from cron, or pg_cron on Supabase).
     background_interval_seconds: float = Field(default=15.0, ge=0)
+    # Request bodies over this many bytes are refused with 413 before they are parsed.
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_webhook_body_bytes: int = Field(default=1024 * 1024, ge=1024)  # Stripe events can be large
 
     @model_validator(mode="before")
     @classmethod

@@ -7,7 +7,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from pysvc.local.stack import StackInfo, mint_key
+from pysvc.local.stack import StackInfo, free_port, mint_key
 from tests.conftest import WEBHOOK_SECRET, api_settings, running_api
 from tests.stripe_stub import StripeStub, event, sign
 
@@ -510,3 +510,35 @@ def test_es256_tokens_are_verified_against_the_projects_jwks(
         server.shutdown()
     assert ok.status_code == 200, ok.text
     assert (refused.status_code, refused.json()["code"]) == (401, "UNAUTHENTICATED")
+
+
+def test_a_body_over_the_limit_is_413_before_it_is_parsed(
+    api: httpx.Client, customer: uuid.UUID, user_token: Token, counts: Counts,
+) -> None:
+    huge = b'{"plan": "free", "concern": "' + b"x" * (5 * 1024 * 1024) + b'"}'
+    declared = api.post("/api/intake/start", content=huge,
+                        headers={**bearer(user_token(customer)), "Content-Type": "application/json"})
+
+    def chunks() -> Iterator[bytes]:
+        for start in range(0, len(huge), 65536):
+            yield huge[start:start + 65536]
+
+    streamed = api.post("/api/intake/start", content=chunks(),
+                        headers={**bearer(user_token(customer)), "Content-Type": "application/json"})
+
+    assert (declared.status_code, declared.json()["code"]) == (413, "PAYLOAD_TOO_LARGE")
+    assert streamed.status_code == 413
+    assert counts(customer) == NOTHING
+
+
+def test_healthz_answers_503_at_once_while_postgrest_is_down(stack: StackInfo) -> None:
+    settings = api_settings(stack, supabase_rest_url=f"http://127.0.0.1:{free_port()}")
+    with running_api(settings) as base_url, httpx.Client(base_url=base_url, timeout=10) as client:
+        began = time.monotonic()
+        r = client.get("/healthz")
+        head = client.head("/healthz")
+        took = time.monotonic() - began
+
+    assert (r.status_code, r.json()["code"], head.status_code) == (503, "BACKEND_UNAVAILABLE", 503)
+    assert "PostgREST" in r.json()["error"]
+    assert took < 1.5

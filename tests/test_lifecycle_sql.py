@@ -283,6 +283,31 @@ def test_routing_decides_who_may_accept_and_who_sees_it_queued(
     assert (r.status_code, r.json().get("code")) == ((200, None) if allowed else (403, "NOT_ELIGIBLE"))
 
 
+WITHOUT_PREFERRED = [
+    ("broadcast", True, "other", False),
+    ("workshop_only", False, "other", True),
+    ("priority_broadcast", False, "other", True),
+    ("hybrid", False, "other", False),
+    ("hybrid", False, "specialist", True),
+]
+
+
+@pytest.mark.parametrize(("routing", "needs_specialist", "who", "allowed"), WITHOUT_PREFERRED)
+def test_routing_without_a_preferred_mechanic_still_refuses_who_it_should(
+    call: Call, db: Db, new_session: NewSession, make_mechanic: MakeMechanic,
+    routing: str, needs_specialist: bool, who: str, allowed: bool,
+) -> None:
+    mechanic = make_mechanic(is_specialist=who == "specialist")
+    session = new_session(routing_type=routing, is_specialist=needs_specialist)
+    assignment = assignment_of(db, session.id)
+
+    queue = call("mechanic_queue_for", mechanic_id=mechanic, max_items=1000).json()
+    r = call("accept_assignment", assignment_id=assignment, mechanic_id=mechanic)
+
+    assert (assignment in {item["assignment_id"] for item in queue}) is allowed
+    assert (r.status_code, r.json().get("code")) == ((200, None) if allowed else (403, "NOT_ELIGIBLE"))
+
+
 def test_a_mechanic_cannot_accept_their_own_session(
     call: Call, db: Db, new_session: NewSession, make_mechanic: MakeMechanic,
 ) -> None:

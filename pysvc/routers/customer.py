@@ -36,7 +36,7 @@ SIGNED_IN = (errors.Unauthenticated, errors.UnknownUser, errors.InvalidRequest, 
     "/intake/start", response_model=IntakeStarted, response_model_exclude_none=True,
     summary="Store an intake; a free plan gets its session now",
     responses=error_responses(*SIGNED_IN, errors.UnknownPlan, errors.MechanicNotFound, errors.ActiveSessionExists,
-                              errors.IntakeAlreadyUsed, errors.InsufficientCredits),
+                              errors.IntakeAlreadyUsed, errors.InsufficientCredits, errors.PayloadTooLarge),
 )
 async def start_intake(body: IntakeStart, customer: Customer, svc: Svc) -> IntakeStarted:
     return await svc.intakes.start(customer, body)

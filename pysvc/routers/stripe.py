@@ -17,7 +17,8 @@ router = APIRouter(prefix="/api/stripe", tags=["stripe"])
 @router.post(
     "/webhook", response_model=WebhookAck, response_model_exclude_none=True,
     summary="Stripe events: verified on the raw body, recorded once, handled idempotently",
-    responses=error_responses(errors.BadWebhook, errors.StripeNotConfigured, errors.BackendUnavailable),
+    responses=error_responses(errors.BadWebhook, errors.PayloadTooLarge, errors.StripeNotConfigured,
+                              errors.BackendUnavailable),
     openapi_extra={"requestBody": {
         "required": True,
         "description": "The event exactly as Stripe sent it: the signature covers these bytes.",
