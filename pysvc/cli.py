@@ -108,11 +108,10 @@ def _migrate(args: argparse.Namespace) -> int:
     if not url:
         from pysvc.local.stack import Stack
 
-        info = Stack.from_env(say=_say).running()
-        if info is None:
+        url = Stack.from_env(say=_say).database_url()
+        if url is None:
             raise StackError("no database: pass --db-url or set DATABASE_URL, or start the local stack "
                              "(`pysvc stack start`)")
-        url = info.database_url
     if args.bootstrap:
         created = migrate.bootstrap(url)
         print("Supabase-compat bootstrap " + ("applied" if created else "skipped: the Supabase roles exist"))

@@ -4,7 +4,9 @@ subprocess, against real databases (the session stack, or nothing listening)."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -191,3 +193,18 @@ def test_debug_shows_the_traceback(how: str) -> None:
     assert r.stderr.splitlines()[-1].startswith("pysvc: no PostgreSQL answers")
     after = pysvc("migrate", "--db-url", DOWN, "--debug")  # after the command too
     assert "Traceback" in after.stderr
+
+
+def test_migrate_uses_the_stacks_database_while_only_its_gateway_is_down(tmp_path: Path) -> None:
+    env = {"PYSVC_HOME": str(tmp_path), "PYSVC_DB_PORT": "0", "PYSVC_REST_PORT": "0", "PYSVC_GATEWAY_PORT": "0"}
+    assert pysvc("stack", "start", **env).returncode == 0
+    try:
+        state = json.loads((tmp_path / "state.json").read_text())
+        os.kill(state["gateway_pid"], signal.SIGKILL)
+        r = pysvc("migrate", **env)
+        assert r.returncode == 0, r.stderr
+        assert "0 migration(s) applied" in r.stdout
+        env_cmd = pysvc("stack", "env", **env)  # the stack as a whole is not running
+        one_line_failure(env_cmd, "not running", "pysvc stack start")
+    finally:
+        pysvc("stack", "stop", **env)

@@ -350,6 +350,8 @@ def test_gateway_passes_prefer_status_and_errors_through(stack: StackInfo) -> No
     assert missing.json()["code"] == "PGRST202"
     refused = httpx.get(f"{stack.supabase_url}/rest/v1/plans", headers={"apikey": "sb_secret_not-this-project"})
     assert refused.status_code == 401
+    for root in ("/rest/v1/", "/rest/v1"):  # PostgREST's OpenAPI description, as on Supabase
+        assert httpx.get(stack.supabase_url + root, headers={"apikey": stack.anon_key}).status_code == 200
 
 
 def test_gateway_serves_a_jwks_that_verifies_the_stacks_user_tokens(stack: StackInfo) -> None:

@@ -70,7 +70,7 @@ def create_app(upstream: str, jwks: dict[str, Any], api_keys: dict[str, str]) ->
         headers = [(k, v) for k, v in headers if k.lower() != "authorization"]
         if token:
             headers.append(("authorization", f"Bearer {token}"))
-        url = "/" + request.path_params["path"]
+        url = "/" + request.path_params.get("path", "")
         if request.url.query:
             url += "?" + request.url.query
         try:
@@ -95,6 +95,7 @@ def create_app(upstream: str, jwks: dict[str, Any], api_keys: dict[str, str]) ->
     return Starlette(
         routes=[
             Route("/rest/v1/{path:path}", rest, methods=methods),
+            Route("/rest/v1", rest, methods=methods),
             Route(JWKS_PATH, jwks_endpoint, methods=["GET", "HEAD"]),
             Route(HEALTH_PATH, health, methods=["GET", "HEAD"]),
         ],

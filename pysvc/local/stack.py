@@ -336,6 +336,13 @@ class Stack:
             return None
         return self._info(state)
 
+    def database_url(self) -> str | None:
+        """The stack's database URL while its PostgreSQL is up (whatever the other parts do)."""
+        state = self._read_state()
+        if state is None or not self._parts(state, probe=False)[0].up:
+            return None
+        return str(state["database_url"])
+
     def status(self) -> list[PartStatus]:
         """Each part's state, checked (process alive and answering), for `pysvc stack status`."""
         state = self._read_state()
