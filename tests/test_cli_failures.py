@@ -84,7 +84,7 @@ def password_role(stack_home: Path, stack: StackInfo) -> Iterator[str]:
     """A role that must give its password (the stack itself trusts local connections)."""
     hba = stack_home / "pgdata" / "pg_hba.conf"
     original = hba.read_text()
-    hba.write_text("host all pw_check 127.0.0.1/32 scram-sha-256\n" + original)
+    hba.write_text("host all pw_check,authenticator 127.0.0.1/32 scram-sha-256\n" + original)
     with psycopg.connect(stack.database_url, autocommit=True) as conn:
         conn.execute("create role pw_check login password 'the-right-one'")
         conn.execute("select pg_catalog.pg_reload_conf()")
@@ -98,6 +98,14 @@ def test_wrong_password(password_role: str) -> None:
     assert psycopg.connect(password_role.format("the-right-one")).close() is None  # the right one works
     url = password_role.format("a-wrong-one")
     one_line_failure(pysvc("migrate", "--db-url", url), "password", "pw_check", "fix the password")
+
+
+def test_wrong_authenticator_password_for_postgrest(password_role: str, stack: StackInfo,
+                                                   home: dict[str, str]) -> None:
+    line = one_line_failure(pysvc("stack", "start", DATABASE_URL=stack.database_url,
+                                  AUTHENTICATOR_PASSWORD="not-its-password", **home),
+                            "password authentication failed", "AUTHENTICATOR_PASSWORD")
+    assert "could not log in as authenticator" in line
 
 
 def test_unknown_role(stack: StackInfo, home: dict[str, str]) -> None:

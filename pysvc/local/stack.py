@@ -695,7 +695,13 @@ class Stack:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise StackError(f"{name} exited at start: {_last_line(log_path)} (see {log_path})")
+                cause = _cause(log_path)
+                if "password authentication failed" in cause:
+                    raise StackError(
+                        f"{name} could not log in as authenticator (password authentication failed): set "
+                        "AUTHENTICATOR_PASSWORD to that role's password (the Supabase CLI's is `postgres`)",
+                    )
+                raise StackError(f"{name} exited at start: {cause} (see {log_path})")
             if _wait_http(ready_url, 0):
                 return proc.pid
             time.sleep(0.05)
@@ -855,6 +861,17 @@ def _last_line(path: Path | None) -> str:
     if path is None or not path.exists():
         return "(no log)"
     lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    return lines[-1] if lines else "(empty log)"
+
+
+def _cause(path: Path) -> str:
+    """The log line that says why a process stopped: the last one naming a failure, else the last."""
+    if not path.exists():
+        return "(no log)"
+    lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    for line in reversed(lines[-20:]):
+        if any(word in line for word in ("FATAL", "failed", "error", "Error")):
+            return line
     return lines[-1] if lines else "(empty log)"
 
 
