@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -167,6 +168,15 @@ def test_port_taken(home: dict[str, str]) -> None:
 def test_missing_postgrest_binary(home: dict[str, str]) -> None:
     one_line_failure(pysvc("stack", "start", POSTGREST_BIN="/nonexistent/postgrest", **home),
                      "POSTGREST_BIN=/nonexistent/postgrest", "fix or unset")
+
+
+def test_missing_npm_ci(tmp_path: Path, home: dict[str, str]) -> None:
+    """A checkout without node_modules: the project copied, without them."""
+    assert shutil.which("postgrest") is None
+    for part in ("pysvc", "sql"):
+        shutil.copytree(PROJECT_ROOT / part, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__"))
+    r = pysvc("stack", "start", cwd=tmp_path, PYTHONPATH=str(tmp_path), **home)
+    one_line_failure(r, "PostgREST not found", "npm ci")
 
 
 def test_missing_postgres_binaries(home: dict[str, str]) -> None:
