@@ -26,7 +26,7 @@ from pysvc import __version__, background
 from pysvc.deps import Services
 from pysvc.errors import ApiError
 from pysvc.logs import BodyLimitMiddleware, RequestIdMiddleware, configure_logging
-from pysvc.routers import customer, health, mechanic, stripe
+from pysvc.routers import app_pages, customer, health, mechanic, ops, stripe
 from pysvc.settings import Settings, load_settings
 
 log = logging.getLogger("pysvc")
@@ -95,7 +95,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(RequestValidationError, on_invalid)
     app.add_exception_handler(HTTPException, on_http)
     app.add_exception_handler(Exception, on_unexpected)
-    for router in (customer.router, mechanic.router, stripe.router, health.router):
+    for router in (customer.router, mechanic.router, stripe.router, health.router, app_pages.router, ops.router):
         app.include_router(router)
     _mount_docs(app)
     return app

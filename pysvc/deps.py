@@ -15,6 +15,7 @@ from pysvc.factory import SessionFactory
 from pysvc.fulfilment import Fulfilment
 from pysvc.intake import Intakes
 from pysvc.lifecycle import Lifecycle
+from pysvc.metrics import Metrics
 from pysvc.outbox import Outbox
 from pysvc.postgrest import Rpc, connect
 from pysvc.settings import Settings
@@ -37,20 +38,22 @@ class Services:
     tokens: TokenVerifier
     lifecycle: Lifecycle
     outbox: Outbox
+    metrics: Metrics
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
-        rpc = Rpc(connect(settings.rest_url, settings.supabase_service_role_key.get_secret_value()))
+        metrics = Metrics()  # one registry per app
+        rpc = Rpc(connect(settings.rest_url, settings.supabase_service_role_key.get_secret_value()), metrics=metrics)
         store = Store(rpc.client, rpc)
-        factory = SessionFactory(rpc)
+        factory = SessionFactory(rpc, metrics)
         stripe = StripeApi(settings)
         outbox = Outbox(rpc, stripe)
         fulfilment = Fulfilment(factory, outbox)
         return cls(
             settings=settings, rpc=rpc, store=store, stripe=stripe,
             intakes=Intakes(factory, store, stripe), fulfilment=fulfilment,
-            webhook=Webhook(rpc, fulfilment), tokens=TokenVerifier(settings),
-            lifecycle=Lifecycle(rpc), outbox=outbox,
+            webhook=Webhook(rpc, store, fulfilment, metrics), tokens=TokenVerifier(settings),
+            lifecycle=Lifecycle(rpc), outbox=outbox, metrics=metrics,
         )
 
     async def aclose(self) -> None:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pysvc.enums import CHECKOUT_ID, PLAN_CODE, PaymentMethod, RoutingType, SessionStatus, SessionType
 from pysvc.errors import InvalidParams
+from pysvc.metrics import Metrics
 from pysvc.postgrest import Rpc, connect
 
 RPC = "create_session_record"
@@ -40,6 +41,7 @@ class CreateSessionParams(BaseModel):
     preferred_mechanic_id: UUID | None = None
     routing_type: RoutingType = RoutingType.broadcast
     intake: dict[str, Any] | None = None  # the intake's fields: it is written in the same transaction
+    payment_intent: str | None = Field(default=None, max_length=255)  # charges are matched to sessions by it
 
     @classmethod
     def parse(cls, data: dict[str, Any]) -> CreateSessionParams:
@@ -64,8 +66,9 @@ class CreateSessionResult(BaseModel):
 class SessionFactory:
     """One per process: it shares the process's PostgREST client (and its connection pool)."""
 
-    def __init__(self, rpc: Rpc) -> None:
+    def __init__(self, rpc: Rpc, metrics: Metrics | None = None) -> None:
         self.rpc = rpc
+        self.metrics = metrics or rpc.metrics  # sessions created, by payment method
 
     @classmethod
     def from_client(cls, client: AsyncPostgrestClient) -> SessionFactory:
@@ -78,7 +81,10 @@ class SessionFactory:
 
     async def create_session_record(self, params: CreateSessionParams) -> CreateSessionResult:
         data = await self.rpc.call(RPC, params.model_dump(mode="json", exclude_none=True))
-        return CreateSessionResult.model_validate(data)
+        result = CreateSessionResult.model_validate(data)
+        if result.created:
+            self.metrics.session_created(params.payment_method)
+        return result
 
     async def aclose(self) -> None:
         await self.rpc.aclose()

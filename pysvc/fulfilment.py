@@ -57,6 +57,7 @@ class Fulfilment:
                 "is_specialist": metadata.get("is_specialist") == "true",
                 "preferred_mechanic_id": metadata.get("preferred_mechanic_id") or None,
                 "routing_type": metadata.get("routing_type") or "broadcast",
+                "payment_intent": _text(checkout.get("payment_intent")),
             })
             if checkout.get("client_reference_id") not in (None, str(params.customer_id)):
                 raise InvalidRequest("client_reference_id does not match metadata")
@@ -75,14 +76,16 @@ class Fulfilment:
         detail: dict[str, Any] = {"reason": refusal.code}
         if isinstance(refusal, ActiveSessionExists):
             detail["activeSessionId"] = refusal.session_id
-        payment_intent = checkout.get("payment_intent")
         request = await self.outbox.enqueue(
-            "refund", str(checkout["id"]), reason=refusal.code,
-            payment_intent=payment_intent if isinstance(payment_intent, str) else None,
+            "refund", str(checkout["id"]), reason=refusal.code, payment_intent=_text(checkout.get("payment_intent")),
         )
         await self.outbox.run_once()  # send it now; a failure here stays queued for the worker
         log.info("checkout %s refund requested (%s): outbox %s", checkout.get("id"), refusal.code, request["id"])
         return Outcome(InboxStatus.refunded, detail={**detail, "refund_request": request["id"]})
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _email(checkout: dict[str, Any]) -> Any:

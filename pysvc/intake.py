@@ -4,6 +4,7 @@ transaction by the factory); a paid plan's intake is stored, then the waiver lea
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from uuid import UUID
 
 from pysvc import pages
@@ -76,4 +77,11 @@ class Intakes:
         if await self.store.session_for_intake(intake.id) is not None:
             raise IntakeAlreadyUsed()
         intake = await self.store.sign_waiver(intake)
-        return WaiverSigned(checkout_url=await self.stripe.create_checkout(intake, plan))
+        earlier = await self.store.checkouts_of(intake.id)
+        usable = next((c for c in earlier if c.usable()), None)
+        if usable is not None and usable.url is not None:
+            return WaiverSigned(checkout_url=usable.url)
+        opened = await self.stripe.create_checkout(intake, plan, attempt=len(earlier))
+        await self.store.record_checkout(intake, opened.id, opened.url,
+                                         datetime.fromtimestamp(opened.expires_at, UTC))
+        return WaiverSigned(checkout_url=opened.url)

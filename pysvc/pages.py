@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
 from uuid import UUID
 
 
@@ -26,3 +27,12 @@ def checkout_success(public_base_url: str) -> str:
 
 def checkout_cancelled(public_base_url: str, plan: str, intake_id: UUID) -> str:
     return public_base_url + waiver(plan, intake_id)
+
+
+def checkout_processing() -> str:
+    return "/checkout/processing"
+
+
+def checkout_ended(refunded: bool, reason: str) -> str:
+    """A paid checkout that could not become a session: refunded, or failed (with why)."""
+    return f"/checkout/{'refunded' if refunded else 'failed'}?reason={quote(reason)}"

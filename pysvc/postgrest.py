@@ -18,6 +18,7 @@ from postgrest import AsyncPostgrestClient
 from postgrest.exceptions import APIError
 
 from pysvc.errors import ApiError, BackendUnavailable, Misconfigured, from_sql
+from pysvc.metrics import Metrics
 
 T = TypeVar("T")
 
@@ -81,17 +82,20 @@ class Rpc:
     """Calls SQL functions through PostgREST's `/rpc/`. Works with any postgrest-py async client,
     including the one a `supabase` client holds (`Rpc(supabase_client.postgrest)`)."""
 
-    def __init__(self, client: AsyncPostgrestClient, *, max_in_flight: int = MAX_IN_FLIGHT) -> None:
+    def __init__(self, client: AsyncPostgrestClient, *, max_in_flight: int = MAX_IN_FLIGHT,
+                 metrics: Metrics | None = None) -> None:
         self.client = client
+        self.metrics = metrics or Metrics()  # latency by function (pysvc_rpc_duration_seconds)
         self.in_flight = asyncio.Semaphore(max_in_flight)
         self.base = str(client.base_url).rstrip("/")
 
     async def call(self, function: str, args: dict[str, Any]) -> Any:
         try:
             async with self.in_flight:
-                response = await self.client.session.post(
-                    f"{self.base}/rpc/{function}", json=args, headers=self.client.headers,
-                )
+                with self.metrics.time_rpc(function):
+                    response = await self.client.session.post(
+                        f"{self.base}/rpc/{function}", json=args, headers=self.client.headers,
+                    )
         except httpx.TransportError as exc:
             raise BackendUnavailable(f"PostgREST unreachable: {exc}") from exc
         try:

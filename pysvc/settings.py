@@ -11,7 +11,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from pysvc.errors import ConfigError
 
 PLACEHOLDER = re.compile(r"<[^<>]*>")
-URL_SETTINGS = ("supabase_url", "supabase_rest_url", "supabase_jwks_url", "stripe_api_base", "public_base_url")
+URL_SETTINGS = ("supabase_url", "supabase_rest_url", "supabase_jwks_url", "stripe_api_base", "public_base_url",
+                "app_base_url")
 STRIPE_KEYS = {"stripe_secret_key": ("sk_", "rk_"), "stripe_webhook_secret": ("whsec_",)}
 
 
@@ -27,6 +28,14 @@ class Settings(BaseSettings):
     stripe_webhook_secret: SecretStr | None = None
     stripe_api_base: str | None = None
     public_base_url: str = "http://127.0.0.1:8000"
+    # Where the app's pages are (the landing page redirects browsers there); default: this API,
+    # which serves minimal pages so that `pysvc dev` works end to end.
+    app_base_url: str | None = None
+    # Stripe Checkout Sessions close after this many minutes (Stripe's minimum is 30).
+    checkout_expiry_minutes: int = Field(default=30, ge=30, le=24 * 60)
+    # `pysvc serve` also reconciles completed checkouts of the last N hours every background pass
+    # when this is set (off by default: the webhook and the landing page fulfil; reconcile is a net).
+    reconcile_hours: int | None = Field(default=None, ge=1, le=24 * 30)
     log_level: str = "INFO"
     # A pending session nobody accepted within this many minutes expires (urgent ones sooner).
     session_expiry_minutes: int = Field(default=30, ge=1)
@@ -37,6 +46,8 @@ class Settings(BaseSettings):
     # Request bodies over this many bytes are refused with 413 before they are parsed.
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     max_webhook_body_bytes: int = Field(default=1024 * 1024, ge=1024)  # Stripe events can be large
+    # GET /metrics (Prometheus) wants `Authorization: Bearer <this>` when set; unset, it is open to all.
+    metrics_token: SecretStr | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -61,6 +72,10 @@ class Settings(BaseSettings):
         if problems:
             raise ValueError("; ".join(problems))
         return values
+
+    @property
+    def app_url(self) -> str:
+        return (self.app_base_url or self.public_base_url).rstrip("/")
 
     @property
     def rest_url(self) -> str:

@@ -4,7 +4,7 @@ Creating sessions is `pysvc.factory`'s alone; the Stripe inbox is `pysvc.inbox`'
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -45,6 +45,18 @@ class SessionRow(BaseModel):
     status: SessionStatus
     plan: str
     intake_id: UUID
+
+
+class CheckoutRow(BaseModel):
+    id: str
+    status: str
+    url: str | None
+    expires_at: datetime | None
+
+    def usable(self) -> bool:
+        """Still open and not about to close under the customer."""
+        return self.status == "open" and self.url is not None and (
+            self.expires_at is None or self.expires_at > datetime.now(UTC) + timedelta(minutes=2))
 
 
 INTAKE_COLUMNS = "id,customer_user_id,plan,urgent,is_specialist,preferred_mechanic_id,routing_type,waiver_signed_at"
@@ -135,6 +147,24 @@ class Store:
             balance=sum(int(r["delta"]) for r in rows),
             entries=[CreditEntry(delta=r["delta"], reason=r["reason"], session_id=r["session_id"], at=r["created_at"])
                      for r in rows[:recent]],
+        )
+
+    async def checkouts_of(self, intake_id: UUID) -> list[CheckoutRow]:
+        response = await guard(
+            self.client.from_("checkouts").select("id,status,url,expires_at")
+            .eq("intake_id", str(intake_id)).order("created_at", desc=True).execute()
+        )
+        return [CheckoutRow.model_validate(row) for row in response.data]
+
+    async def record_checkout(self, intake: Intake, checkout_id: str, url: str, expires_at: datetime) -> None:
+        row = {"id": checkout_id, "intake_id": str(intake.id), "customer_user_id": str(intake.customer_user_id),
+               "url": url, "expires_at": expires_at.isoformat()}
+        await guard(self.client.from_("checkouts").upsert(row, on_conflict="id", ignore_duplicates=True).execute())
+
+    async def close_checkout(self, checkout_id: str, status: str) -> None:
+        await guard(
+            self.client.from_("checkouts").update({"status": status, "updated_at": datetime.now(UTC).isoformat()})
+            .eq("id", checkout_id).execute()
         )
 
     async def ping(self) -> None:

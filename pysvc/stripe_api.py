@@ -4,7 +4,9 @@ idempotency keys so that a double click, a retry or a second worker never charge
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable
+import time
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import stripe
@@ -16,10 +18,23 @@ from pysvc.store import Intake, Plan
 
 T = TypeVar("T")
 
+# The API version this code is written against: the `stripe` library's own pin (pyproject bounds the
+# library to one major version, so an upgrade is a deliberate change). Set the same version on the
+# webhook endpoint in Stripe's dashboard; events of another version are still read, and flagged.
+API_VERSION = stripe.api_version
+
+
+@dataclass(frozen=True)
+class OpenedCheckout:
+    id: str
+    url: str
+    expires_at: int
+
 
 class StripeApi:
     def __init__(self, settings: Settings) -> None:
         self.public_base_url = settings.public_base_url.rstrip("/")
+        self.checkout_expiry_seconds = settings.checkout_expiry_minutes * 60
         self.webhook_secret = (
             settings.stripe_webhook_secret.get_secret_value() if settings.stripe_webhook_secret else None
         )
@@ -30,6 +45,7 @@ class StripeApi:
                 base_addresses={"api": settings.stripe_api_base} if settings.stripe_api_base else None,
                 http_client=stripe.HTTPXClient(),
                 max_network_retries=2,
+                stripe_version=API_VERSION,
             )
 
     def require_client(self) -> stripe.StripeClient:
@@ -42,8 +58,11 @@ class StripeApi:
             raise StripeNotConfigured("STRIPE_WEBHOOK_SECRET is not set: webhooks cannot be verified")
         return self.webhook_secret
 
-    async def create_checkout(self, intake: Intake, plan: Plan) -> str:
-        """A Checkout Session for the intake's plan at the catalog's price; returns its URL."""
+    async def create_checkout(self, intake: Intake, plan: Plan, attempt: int) -> OpenedCheckout:
+        """A Checkout Session for the intake's plan at the catalog's price, closing by itself after
+        the configured time. `attempt` counts the intake's earlier checkouts: a retry of the same
+        attempt gets the same checkout back, a new attempt (after expiry) a fresh one."""
+        expires_at = int(time.time()) + self.checkout_expiry_seconds
         params: dict[str, Any] = {
             "mode": "payment",
             "client_reference_id": str(intake.customer_user_id),
@@ -56,16 +75,24 @@ class StripeApi:
                 },
             }],
             "metadata": checkout_metadata(intake, plan),
+            "expires_at": expires_at,
             "success_url": pages.checkout_success(self.public_base_url),
             "cancel_url": pages.checkout_cancelled(self.public_base_url, plan.code, intake.id),
         }
         checkout = await _call(
             self.require_client().v1.checkout.sessions.create_async(
                 params,  # type: ignore[arg-type]
-                {"idempotency_key": f"checkout-{intake.id}"},
+                {"idempotency_key": f"checkout-{intake.id}-{attempt}"},
             )
         )
-        return str(checkout.url)
+        return OpenedCheckout(str(checkout.id), str(checkout.url), int(checkout.expires_at or expires_at))
+
+    async def completed_checkouts(self, since: int) -> AsyncIterator[dict[str, Any]]:
+        """Every complete Checkout Session created since `since` (epoch seconds), all pages."""
+        page = await _call(self.require_client().v1.checkout.sessions.list_async(
+            {"created": {"gte": since}, "status": "complete", "limit": 100}))
+        async for checkout in page.auto_paging_iter():
+            yield checkout.to_dict()
 
     async def retrieve_checkout(self, checkout_id: str) -> dict[str, Any]:
         try:

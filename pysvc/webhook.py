@@ -12,29 +12,36 @@ from typing import Any
 
 import stripe
 
-from pysvc.enums import InboxStatus
+from pysvc.enums import CHECKOUT_ID, InboxStatus
 from pysvc.errors import ApiError, BadPayload, BadSignature, MissingSignature
 from pysvc.fulfilment import PENDING, Fulfilment, Outcome
+from pysvc.metrics import Metrics
 from pysvc.postgrest import Rpc
 from pysvc.schemas import WebhookAck
+from pysvc.store import Store
+from pysvc.stripe_api import API_VERSION
 
 log = logging.getLogger(__name__)
 EVENT_ID = re.compile(r"evt_[A-Za-z0-9_]{1,250}")  # as stripe_events.id's CHECK
+CHECKOUT = re.compile(CHECKOUT_ID.strip("^$"))
+MAX_DEPTH = 64  # Stripe's events nest a few levels; PostgreSQL refuses very deep jsonb
 
 Handler = Callable[[dict[str, Any]], Awaitable[Outcome]]
 
 
 def verify(payload: bytes, signature: str | None, secret: str) -> dict[str, Any]:
-    """The event, if `payload` is signed by Stripe with `secret`; BadWebhook (400) otherwise."""
+    """The event, if `payload` is signed by Stripe with `secret` and is JSON the inbox can store;
+    BadWebhook (400) otherwise, before anything is written."""
     if not signature:
         raise MissingSignature()
     try:
-        stripe.WebhookSignature.verify_header(payload.decode(), signature, secret, stripe.Webhook.DEFAULT_TOLERANCE)
-        data = json.loads(payload)
+        text = payload.decode()
+        stripe.WebhookSignature.verify_header(text, signature, secret, stripe.Webhook.DEFAULT_TOLERANCE)
     except stripe.SignatureVerificationError as exc:
         raise BadSignature(f"signature verification failed: {exc.user_message or exc}") from exc
-    except ValueError as exc:
-        raise BadPayload() from exc
+    except UnicodeDecodeError as exc:
+        raise BadPayload("body is not UTF-8") from exc
+    data = parse(text)
     if not isinstance(data, dict) or not isinstance(data.get("type"), str) or not 0 < len(data["type"]) <= 100:
         raise BadPayload("event has no type")
     if not isinstance(data.get("id"), str) or not EVENT_ID.fullmatch(data["id"]):
@@ -42,24 +49,59 @@ def verify(payload: bytes, signature: str | None, secret: str) -> dict[str, Any]
     return data
 
 
+def parse(text: str) -> Any:
+    """JSON that PostgreSQL's jsonb also accepts: no NaN or Infinity, no lone surrogates, bounded depth."""
+    try:
+        data = json.loads(text, parse_constant=_refuse_constant)
+        stored = json.dumps(data, ensure_ascii=False).encode()  # a lone surrogate cannot be encoded
+        if b"\x00" in stored:
+            raise ValueError("NUL characters are not storable")
+    except (ValueError, RecursionError, UnicodeEncodeError) as exc:
+        raise BadPayload(f"body is not JSON the inbox can store: {type(exc).__name__}") from exc
+    if _depth(data) > MAX_DEPTH:
+        raise BadPayload(f"body nests deeper than {MAX_DEPTH} levels")
+    return data
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _depth(value: Any, level: int = 0) -> int:
+    if level > MAX_DEPTH:
+        return level
+    if isinstance(value, dict):
+        return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
+    if isinstance(value, list):
+        return max((_depth(v, level + 1) for v in value), default=level + 1)
+    return level
+
+
 class Webhook:
-    def __init__(self, rpc: Rpc, fulfilment: Fulfilment) -> None:
+    def __init__(self, rpc: Rpc, store: Store, fulfilment: Fulfilment, metrics: Metrics | None = None) -> None:
         self.rpc = rpc
+        self.metrics = metrics or rpc.metrics  # events by type and outcome
+        self.store = store
         self.fulfilment = fulfilment
         self.handlers: dict[str, Handler] = {
             "checkout.session.completed": self._fulfil,
             "checkout.session.async_payment_succeeded": self._fulfil,
             "checkout.session.async_payment_failed": self._payment_failed,
+            "checkout.session.expired": self._expired,
+            "charge.refunded": self._charge_refunded,
+            "charge.dispute.created": self._dispute,
         }
 
-    async def handle(self, event: dict[str, Any]) -> WebhookAck:
-        """Process a verified event once; deliveries of a finished event are only acknowledged."""
+    async def handle(self, event: dict[str, Any], *, replay: bool = False) -> WebhookAck:
+        """Process a verified event once; deliveries of a finished event are only acknowledged.
+        A replay (an operator's) handles it again whatever it came to before."""
         recorded = await self.rpc.call("record_stripe_event", {
             "event_id": event["id"], "event_type": event["type"],
             "livemode": event.get("livemode") is True, "payload": event,
         })
         status = InboxStatus(recorded["status"])
-        if status is not InboxStatus.received:
+        if status is not InboxStatus.received and not replay:
+            self.metrics.webhook_event(event["type"], "duplicate", self.handlers)
             return WebhookAck(status=status, duplicate=True)
 
         handler = self.handlers.get(event["type"], _ignore)
@@ -68,27 +110,37 @@ class Webhook:
         except ApiError as exc:
             if exc.http_status >= 500:  # transient: stays `received` for Stripe's retry
                 await self._finish(event, InboxStatus.received, Outcome(InboxStatus.received), error=str(exc))
+                self.metrics.webhook_event(event["type"], "error", self.handlers)
                 raise
             outcome = Outcome(InboxStatus.failed, detail={"reason": exc.code, "message": exc.detail})
+        except Exception as exc:  # a bug: record it (replayable once fixed) rather than leave it half-handled
+            log.exception("stripe event %s could not be handled", event["id"])
+            outcome = Outcome(InboxStatus.failed, detail={"reason": "HANDLER_ERROR"})
+            await self._finish(event, InboxStatus.failed, outcome, error=f"{type(exc).__name__}: {exc}")
+            self.metrics.webhook_event(event["type"], InboxStatus.failed, self.handlers)
+            return WebhookAck(status=InboxStatus.failed)
+        if event.get("api_version") not in (None, API_VERSION):
+            outcome.detail["api_version"] = event["api_version"]  # read anyway; the endpoint should be pinned
         await self._finish(event, InboxStatus(outcome.status), outcome)
-        session_id = outcome.result.session_id if outcome.result else None
+        self.metrics.webhook_event(event["type"], outcome.status, self.handlers)
+        session_id = outcome.result.session_id if outcome.result else outcome.detail.get("session_id")
         return WebhookAck(status=InboxStatus(outcome.status), session_id=session_id)
 
     async def _finish(self, event: dict[str, Any], status: InboxStatus, outcome: Outcome, error: str | None = None,
                       ) -> None:
         detail = {**outcome.detail, **({"created": outcome.result.created} if outcome.result else {})}
+        session_id = outcome.result.session_id if outcome.result else detail.get("session_id")
         await self.rpc.call("finish_stripe_event", {
             "event_id": event["id"], "status": status.value, "outcome": detail,
             "checkout_session_id": _checkout_id(event),
-            "session_id": str(outcome.result.session_id) if outcome.result else None,
+            "session_id": str(session_id) if session_id else None,
             "error": error,
         })
 
     async def _fulfil(self, event: dict[str, Any]) -> Outcome:
-        checkout = _object(event)
         if _checkout_id(event) is None:
             return Outcome(InboxStatus.failed, detail={"reason": "not a checkout.session object"})
-        outcome = await self.fulfilment.fulfil(checkout)
+        outcome = await self.fulfilment.fulfil(_object(event))
         if outcome.status == PENDING:
             return Outcome(InboxStatus.ignored, detail=outcome.detail)
         return outcome
@@ -96,9 +148,47 @@ class Webhook:
     async def _payment_failed(self, event: dict[str, Any]) -> Outcome:
         return Outcome(InboxStatus.failed, detail={"reason": "async payment failed"})
 
+    async def _expired(self, event: dict[str, Any]) -> Outcome:
+        checkout_id = _checkout_id(event)
+        if checkout_id is None:
+            return Outcome(InboxStatus.failed, detail={"reason": "not a checkout.session object"})
+        await self.store.close_checkout(checkout_id, "expired")
+        return Outcome(InboxStatus.processed, detail={"checkout": "expired"})
+
+    async def _charge_refunded(self, event: dict[str, Any]) -> Outcome:
+        charge = _object(event)
+        payment_intent, amount, refunded = (charge.get(k) for k in ("payment_intent", "amount", "amount_refunded"))
+        if charge.get("object") != "charge" or not isinstance(payment_intent, str) \
+                or not _is_amount(amount) or not _is_amount(refunded):
+            return Outcome(InboxStatus.failed, detail={"reason": "not a charge with a payment intent and amounts"})
+        refunds = (charge.get("refunds") or {}).get("data") if isinstance(charge.get("refunds"), dict) else None
+        latest = refunds[0].get("id") if isinstance(refunds, list) and refunds and isinstance(refunds[0], dict) \
+            else None
+        result = await self.rpc.call("record_charge_refund", {
+            "payment_intent": payment_intent, "amount": amount, "amount_refunded": refunded,
+            "refund_id": latest if isinstance(latest, str) else f"{event['id']}",
+        })
+        return Outcome(InboxStatus.processed, detail={k: v for k, v in result.items() if v is not None})
+
+    async def _dispute(self, event: dict[str, Any]) -> Outcome:
+        dispute = _object(event)
+        payment_intent, dispute_id = dispute.get("payment_intent"), dispute.get("id")
+        if not isinstance(payment_intent, str) or not isinstance(dispute_id, str):
+            return Outcome(InboxStatus.failed, detail={"reason": "not a dispute with a payment intent"})
+        reason = dispute.get("reason")
+        result = await self.rpc.call("record_charge_dispute", {
+            "payment_intent": payment_intent, "dispute_id": dispute_id,
+            "reason": reason if isinstance(reason, str) else None,
+        })
+        return Outcome(InboxStatus.processed, detail={k: v for k, v in result.items() if v is not None})
+
 
 async def _ignore(event: dict[str, Any]) -> Outcome:
     return Outcome(InboxStatus.ignored, detail={"reason": "not handled"})
+
+
+def _is_amount(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31
 
 
 def _object(event: dict[str, Any]) -> dict[str, Any]:
@@ -110,4 +200,6 @@ def _object(event: dict[str, Any]) -> dict[str, Any]:
 def _checkout_id(event: dict[str, Any]) -> str | None:
     obj = _object(event)
     checkout_id = obj.get("id")
-    return checkout_id if obj.get("object") == "checkout.session" and isinstance(checkout_id, str) else None
+    if obj.get("object") != "checkout.session" or not isinstance(checkout_id, str):
+        return None
+    return checkout_id if CHECKOUT.fullmatch(checkout_id) else None

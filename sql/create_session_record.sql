@@ -4,6 +4,8 @@
 -- Release 2: takes the intake itself (written in the same transaction, so a refused request
 -- leaves no row and a retry with the same intake id answers the first session); one HTTP status
 -- per error code; no page URLs (the API builds those).
+-- Release 3: keeps the payment intent (charges are matched by it) and closes the customer's other
+-- open checkouts through the Stripe outbox, so they cannot be paid and then refunded.
 
 create schema if not exists private;
 revoke all on schema private from public;
@@ -80,7 +82,7 @@ comment on function private.write_intake(uuid, uuid, text, jsonb, boolean, boole
   'Only called inside create_session_record and submit_intake, under the customer''s lock.';
 
 drop function if exists public.create_session_record(
-  uuid, text, uuid, text, text, text, integer, text, text, boolean, boolean, uuid, text
+  uuid, text, uuid, text, text, text, integer, text, text, boolean, boolean, uuid, text, jsonb
 );
 
 create or replace function public.create_session_record(
@@ -97,7 +99,8 @@ create or replace function public.create_session_record(
   is_specialist boolean default false,
   preferred_mechanic_id uuid default null,
   routing_type text default 'broadcast',
-  intake jsonb default null
+  intake jsonb default null,
+  payment_intent text default null
 ) returns jsonb
 language plpgsql
 security definer
@@ -285,7 +288,9 @@ begin
           'preferred_mechanic_id', preferred_mechanic_id,
           'routing_type', v_routing,
           'source', 'intake'
-        )
+        ) || case when create_session_record.payment_intent is null then '{}'::jsonb
+             else pg_catalog.jsonb_build_object('payment_intent',
+                    pg_catalog.left(create_session_record.payment_intent, 255)) end
       )
       returning id
     ), participant as (
@@ -328,6 +333,15 @@ begin
       pg_catalog.format('a concurrent request already created this session (%s)', v_constraint));
   end;
 
+  -- 6. A customer with a session needs no other checkout: close the open ones through the outbox.
+  update public.checkouts c
+  set status = 'complete', updated_at = pg_catalog.now()
+  where c.id = create_session_record.stripe_session_id;
+  perform public.enqueue_stripe_request('expire_checkout', c.id, null, v_session_id,
+    pg_catalog.format('the customer got session %s', v_session_id))
+  from public.checkouts c
+  where c.customer_user_id = create_session_record.customer_id and c.status = 'open';
+
   return pg_catalog.jsonb_build_object(
     'session_id', v_session_id, 'session_type', v_plan.session_type,
     'status', 'pending', 'created', true
@@ -336,19 +350,20 @@ end;
 $$;
 
 revoke all on function public.create_session_record(
-  uuid, text, uuid, text, text, text, integer, text, text, boolean, boolean, uuid, text, jsonb
+  uuid, text, uuid, text, text, text, integer, text, text, boolean, boolean, uuid, text, jsonb, text
 ) from public, anon, authenticated;
 grant execute on function public.create_session_record(
-  uuid, text, uuid, text, text, text, integer, text, text, boolean, boolean, uuid, text, jsonb
+  uuid, text, uuid, text, text, text, integer, text, text, boolean, boolean, uuid, text, jsonb, text
 ) to service_role;
 
 comment on function public.create_session_record(
-  uuid, text, uuid, text, text, text, integer, text, text, boolean, boolean, uuid, text, jsonb
+  uuid, text, uuid, text, text, text, integer, text, text, boolean, boolean, uuid, text, jsonb, text
 ) is
   'Creates a consultation session with its participant, queued assignment, created event and '
   'credit debit in one transaction, so a failure leaves nothing half-made. A per-customer advisory '
   'lock makes "no other active session" true under any concurrency, and a repeated '
   'stripe_session_id (Stripe retries) or intake id (clients retry) returns the first result. '
-  'With `intake`, the intake row is written in the same transaction. Errors carry an HTTP '
+  'With `intake`, the intake row is written in the same transaction; the customer''s other open '
+  'checkouts are expired through stripe_outbox. Errors carry an HTTP '
   'status and a stable code. service_role only: the payment fields are trusted, so customers '
   'must never call it directly.';

@@ -1,6 +1,6 @@
 """A local stand-in for Stripe's HTTP API (only that: webhooks are signed for real by the tests).
 
-It answers Checkout Session create/retrieve and Refund create with Stripe's own object shapes
+It answers Checkout Session create/retrieve/list/expire and Refund create with Stripe's own object shapes
 (tests/fixtures/stripe), honours Idempotency-Key as Stripe does, and records every request.
 """
 
@@ -18,6 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
+
+import stripe
 
 FIXTURES = Path(__file__).parent / "fixtures" / "stripe"
 
@@ -72,6 +74,21 @@ class StripeStub:
                 self.replies[key] = reply
             return reply
 
+    def _list(self, params: dict[str, str]) -> dict[str, Any]:
+        """A list page, newest first, as Stripe pages it (limit, starting_after, has_more)."""
+        found = sorted(
+            (s for s in self.sessions.values()
+             if s.get("created", 0) >= int(params.get("created[gte]", 0))
+             and s["status"] == params.get("status", s["status"])),
+            key=lambda s: (-s.get("created", 0), s["id"]),
+        )
+        if "starting_after" in params:
+            ids = [s["id"] for s in found]
+            found = found[ids.index(params["starting_after"]) + 1:] if params["starting_after"] in ids else []
+        limit = int(params.get("limit", 10))
+        return {"object": "list", "url": "/v1/checkout/sessions", "has_more": len(found) > limit,
+                "data": found[:limit]}
+
     def _answer(self, method: str, path: str, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
         if method == "POST" and path == "/v1/checkout/sessions":
             metadata = {k[9:-1]: v for k, v in params.items() if k.startswith("metadata[")}
@@ -84,9 +101,23 @@ class StripeStub:
                 mode=params["mode"],
                 success_url=params.get("success_url"),
                 cancel_url=params.get("cancel_url"),
+                expires_at=int(params.get("expires_at") or time.time() + 86400),
+                created=int(time.time()),
             )
             self.sessions[session["id"]] = session
             return 200, session
+        if method == "GET" and path == "/v1/checkout/sessions":
+            return 200, self._list(params)
+        if method == "POST" and path.startswith("/v1/checkout/sessions/") and path.endswith("/expire"):
+            found = self.sessions.get(path.split("/")[4])
+            if found is None:
+                return 404, {"error": {"code": "resource_missing", "param": "session", "type": "invalid_request_error",
+                                       "message": "No such checkout.session"}}
+            if found["status"] != "open":
+                return 400, {"error": {"type": "invalid_request_error", "message": (
+                    f"Only Checkout Sessions with a status in [\"open\"] can be expired ({found['status']}).")}}
+            found["status"] = "expired"
+            return 200, found
         if method == "GET" and path.startswith("/v1/checkout/sessions/"):
             checkout_id = path.rsplit("/", 1)[1]
             found = self.sessions.get(checkout_id)
@@ -113,8 +144,9 @@ def serve(stub: StripeStub) -> ThreadingHTTPServer:
         def _reply(self, method: str) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length).decode() if length else ""
-            params = dict(parse_qsl(body, keep_blank_values=True))
-            status, payload = stub.handle(method, self.path.split("?")[0], params, self.headers.get("Idempotency-Key"))
+            path, _, query = self.path.partition("?")
+            params = dict(parse_qsl(body or query, keep_blank_values=True))
+            status, payload = stub.handle(method, path, params, self.headers.get("Idempotency-Key"))
             data = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -145,7 +177,7 @@ def event(event_type: str, obj: dict[str, Any], **fields: Any) -> dict[str, Any]
         "type": event_type,
         "created": int(time.time()),
         "data": {"object": copy.deepcopy(obj)},
-        "api_version": "2025-09-30.clover",
+        "api_version": stripe.api_version,  # the endpoint is set to the version pysvc pins
     })
     evt.update(fields)
     return evt

@@ -120,6 +120,9 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _cmdline(pid: int) -> str:
+    if not Path("/proc/self").exists():  # macOS: no /proc
+        ps = subprocess.run(["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True, check=False)
+        return ps.stdout.strip()
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Query
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter
 
-from pysvc import errors, pages
+from pysvc import errors
 from pysvc.deps import Customer, Svc, User
-from pysvc.enums import CHECKOUT_ID, InboxStatus
-from pysvc.fulfilment import PENDING
 from pysvc.lifecycle import SessionState as State
 from pysvc.schemas import (
-    CheckoutFulfilled,
-    CheckoutPending,
     Credits,
     IntakeStart,
     IntakeStarted,
@@ -63,38 +57,6 @@ async def active_session(customer: Customer, svc: Svc) -> SessionOut:
         raise errors.NoActiveSession()
     return SessionOut(session_id=active.id, type=active.type, status=active.status, plan=active.plan,
                       intake_id=active.intake_id)
-
-
-@router.get(
-    "/checkout/success", response_model=CheckoutFulfilled,
-    summary="Stripe's landing page: fulfils the checkout if the webhook is late",
-    responses={
-        202: {"model": CheckoutPending, "description": "The payment has not settled yet."},
-        **error_responses(*SIGNED_IN, errors.NotYourCheckout, errors.CheckoutNotFound, errors.ActiveSessionExists,
-                          errors.StripeRefused,
-                          errors.StripeNotConfigured),
-    },
-)
-async def checkout_success(
-    session_id: Annotated[str, Query(pattern=CHECKOUT_ID, description="The Checkout Session id (cs_…).")],
-    customer: Customer, svc: Svc,
-) -> CheckoutFulfilled | JSONResponse:
-    checkout = await svc.stripe.retrieve_checkout(session_id)
-    metadata = checkout.get("metadata") if isinstance(checkout.get("metadata"), dict) else {}
-    if (metadata or {}).get("customer_id", checkout.get("client_reference_id")) != str(customer):
-        raise errors.NotYourCheckout()
-    outcome = await svc.fulfilment.fulfil(checkout)
-    if outcome.result is not None:
-        session = outcome.result.session_id
-        return CheckoutFulfilled(session_id=session, redirect=pages.waiting_room(session))
-    if outcome.status == PENDING:
-        return JSONResponse(CheckoutPending().model_dump(by_alias=True), status_code=202)
-    reason = str(outcome.detail.get("reason", errors.CheckoutInvalid.code))
-    if outcome.status == InboxStatus.refunded:
-        extra = {k: v for k, v in outcome.detail.items() if k == "activeSessionId"}
-        raise errors.ActiveSessionExists("this payment could not be used and was refunded", refunded=True,
-                                         reason=reason, **extra)
-    raise errors.CheckoutInvalid(f"this checkout cannot be fulfilled: {reason}")
 
 
 def state_out(state: State) -> SessionState:
