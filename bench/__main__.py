@@ -9,6 +9,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import json
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -26,18 +27,19 @@ def say(message: str) -> None:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="short run for CI (< 2 min); docs are not touched")
+    parser.add_argument("--quick", action="store_true", help="short run for CI (< 1 min); docs are not touched")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="directory for the results JSON")
     parser.add_argument(
-        "--paths", default=",".join(PATHS), help="comma-separated subset of A,B,C,D (development; default all)",
-    )
-    parser.add_argument(
-        "--pgrst-pool", type=int, default=None,
-        help="PostgREST's pool size (PGRST_DB_POOL) for the bench's own stack (default: the stack's, 10)",
+        "--paths", default=",".join(PATHS),
+        help=f"comma-separated subset of {','.join(PATHS)} (development; default all)",
     )
     parser.add_argument(
         "--diagnose", action=argparse.BooleanOptionalAction, default=None,
-        help="run B's diagnostic variants and profiles (default: in full mode only)",
+        help="pg_stat_statements profile of B (default: in full mode only)",
+    )
+    parser.add_argument(
+        "--profile", action=argparse.BooleanOptionalAction, default=None,
+        help="py-spy profile of the API during D at 8 clients (default: in full mode only; needs ptrace)",
     )
     parser.add_argument("--no-docs", action="store_true", help="full mode without regenerating docs/benchmarks.md")
     parser.add_argument(
@@ -46,13 +48,29 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def source_state() -> dict[str, object]:
+    """The commit measured, and which of the measured code's files differed from it (the API, the SQL)."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30,
+                                  check=False).stdout.strip()
+        except OSError:
+            return ""
+
+    changed = git("status", "--porcelain", "--", "pysvc", "sql", "supabase").splitlines()
+    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted": [line[3:] for line in changed]}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.render:
         results = report.finish(json.loads(args.render.read_text()))
         say(f"wrote {report.write_docs(results, args.render)}")
         return 0
-    paths = [p.strip().upper() for p in args.paths.split(",") if p.strip()]
+    by_upper = {p.upper(): p for p in PATHS}
+    paths = [by_upper.get(p.strip().upper(), p.strip()) for p in args.paths.split(",") if p.strip()]
     if unknown := set(paths) - set(PATHS):
         say(f"unknown path(s): {', '.join(sorted(unknown))}")
         return 2
@@ -60,11 +78,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = dt.datetime.now(dt.UTC)
     say(f"bench: {settings.mode} mode, paths {','.join(paths)}")
     began = time.monotonic()
-    results = asyncio.run(Suite(settings, say, paths=paths, diagnostics=args.diagnose).run(pgrst_pool=args.pgrst_pool))
+    suite = Suite(settings, say, paths=paths, diagnostics=args.diagnose, api_profile=args.profile)
+    results = asyncio.run(suite.run())
     results = {
         "date": started.date().isoformat(),
         "started_at": started.isoformat(timespec="seconds"),
         "mode": settings.mode,
+        "source": source_state(),
         "settings": {
             "timing": dataclasses.asdict(settings.timing),
             "concurrencies": list(settings.concurrencies),

@@ -1,4 +1,6 @@
-"""Timed, concurrent runs: warm-up, repetitions of fixed duration, latency percentiles, CPU use."""
+"""One (path, concurrency) point: a warm-up, then repetitions of fixed duration, each with freshly
+seeded tickets. Around each repetition: the sessions table is counted and every server's CPU is read
+from /proc, so CPU per created session is per process and per session actually written."""
 
 from __future__ import annotations
 
@@ -6,36 +8,18 @@ import asyncio
 import math
 import statistics
 import time
-from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from dataclasses import asdict, dataclass
+from typing import Any
 
-import psutil
+from psycopg import AsyncConnection
 
-T = TypeVar("T")
+from bench.drivers import Driver, Run
+from bench.procs import CpuMeter
+from bench.seed import count_sessions
 
-
-class Workload(ABC, Generic[T]):
-    """One way of creating a session. `tickets(n)` seeds what n creations consume (outside the
-    clock); `create(ticket)` makes one session and raises on any failure."""
-
-    name: str
-
-    @abstractmethod
-    async def tickets(self, n: int) -> Sequence[T]: ...
-
-    @abstractmethod
-    async def create(self, ticket: T) -> None: ...
-
-    async def aclose(self) -> None:
-        pass
-
-
-def error_name(exc: BaseException) -> str:
-    code = getattr(exc, "code", None) or getattr(exc, "sqlstate", None)
-    return f"{type(exc).__name__}:{code}" if code else type(exc).__name__
+PROCESSES = ("postgres", "postgrest", "api", "client")
+SETTLE_S = 0.3  # after the load generator exits: requests it abandoned finish, exited backends are reaped
 
 
 @dataclass(frozen=True)
@@ -45,157 +29,121 @@ class Timing:
     reps: int
 
 
-class CpuMeter:
-    """CPU seconds used by named process trees (a process and its children) and by single
-    processes (the bench client itself, whose children are other measured servers)."""
+class Window:
+    """The measured part of one run: sessions counted and servers' CPU read when it opens and closes.
+    A driver opens it when its load starts to count (after its own warm-up, if any) and closes it
+    when the load generator has finished."""
 
-    def __init__(self, trees: Mapping[str, int | None], single: Mapping[str, int | None] | None = None) -> None:
-        self.trees = {name: pid for name, pid in trees.items() if pid is not None}
-        self.single = {name: pid for name, pid in (single or {}).items() if pid is not None}
+    def __init__(self, meter: CpuMeter, conn: AsyncConnection[tuple[object, ...]]) -> None:
+        self.meter = meter
+        self.conn = conn
+        self.cpu0: dict[str, float] = {}
+        self.cpu1: dict[str, float] = {}
+        self.count0 = self.count1 = 0
+        self.opened_at = 0.0  # time.time() when opened
 
-    def with_tree(self, name: str, pid: int | None) -> CpuMeter:
-        return CpuMeter({**self.trees, name: pid}, self.single)
+    async def open(self) -> None:
+        self.count0 = await count_sessions(self.conn)
+        self.cpu0 = self.meter.read()
+        self.opened_at = time.time()
 
-    def read(self) -> dict[str, float]:
-        cpu = {name: _tree_cpu(pid) for name, pid in self.trees.items()}
-        cpu.update({name: _tree_cpu(pid, recursive=False) for name, pid in self.single.items()})
-        return cpu
+    async def close(self) -> None:
+        await asyncio.sleep(SETTLE_S)
+        self.cpu1 = self.meter.read()
+        self.count1 = await count_sessions(self.conn)
 
-    @staticmethod
-    def percent(before: dict[str, float], after: dict[str, float], elapsed: float) -> dict[str, float]:
-        """Percent of one core (200 = both cores of a 2-core machine)."""
-        return {
-            name: round(100 * max(0.0, after[name] - before.get(name, 0.0)) / elapsed, 1)
-            for name in after if elapsed > 0
-        }
+    @property
+    def sessions(self) -> int:
+        return self.count1 - self.count0
 
-
-def _tree_cpu(pid: int, *, recursive: bool = True) -> float:
-    try:
-        proc = psutil.Process(pid)
-        procs = [proc, *proc.children(recursive=True)] if recursive else [proc]
-    except psutil.Error:
-        return 0.0
-    total = 0.0
-    for p in procs:
-        try:
-            t = p.cpu_times()
-        except psutil.Error:
-            continue
-        total += t.user + t.system
-    return total
-
-
-def percentile(sorted_values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of an already sorted sequence."""
-    if not sorted_values:
-        return math.nan
-    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
-    return sorted_values[min(rank, len(sorted_values)) - 1]
+    def cpu_s(self) -> dict[str, float]:
+        return {name: max(0.0, self.cpu1[name] - self.cpu0.get(name, self.cpu1[name])) for name in self.cpu1}
 
 
 @dataclass
 class Rep:
-    ops: int
-    elapsed_s: float
-    latencies_ms: list[float]
-    errors: Counter[str]
-    cpu_pct: dict[str, float]
-    exhausted: bool
+    sessions: int
+    run: Run
+    cpu_s: dict[str, float]
 
     @property
     def throughput(self) -> float:
-        return self.ops / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        return self.sessions / self.run.elapsed_s if self.run.elapsed_s > 0 else 0.0
 
     def summary(self) -> dict[str, Any]:
-        lat = sorted(self.latencies_ms)
+        run = asdict(self.run)
         return {
-            "ops": self.ops,
-            "elapsed_s": round(self.elapsed_s, 3),
+            "sessions": self.sessions,
             "throughput": round(self.throughput, 1),
-            "p50_ms": round(percentile(lat, 50), 2),
-            "p95_ms": round(percentile(lat, 95), 2),
-            "p99_ms": round(percentile(lat, 99), 2),
-            "errors": dict(self.errors),
-            "cpu_pct": self.cpu_pct,
-            "tickets_ran_out": self.exhausted,
+            **{k: run[k] for k in ("elapsed_s", "requests", "ok", "p50_ms", "p95_ms", "p99_ms", "errors",
+                                   "tickets_ran_out")},
+            "cpu_s": {k: round(v, 4) for k, v in self.cpu_s.items()},
+            **run["extra"],
         }
 
 
-@dataclass
-class Point:
-    """One (path, concurrency) measurement: the median of its repetitions."""
-
-    concurrency: int
-    reps: list[dict[str, Any]] = field(default_factory=list)
-
-    def summary(self) -> dict[str, Any]:
-        def med(key: str) -> float:
-            values = [r[key] for r in self.reps if not math.isnan(r[key])]
-            return round(statistics.median(values), 2) if values else math.nan
-
-        cpu_keys = sorted({k for r in self.reps for k in r["cpu_pct"]})
-        errors: Counter[str] = Counter()
-        for r in self.reps:
-            errors.update(r["errors"])
-        return {
-            "concurrency": self.concurrency,
-            "throughput": round(med("throughput"), 1),
-            "p50_ms": med("p50_ms"),
-            "p95_ms": med("p95_ms"),
-            "p99_ms": med("p99_ms"),
-            "errors": dict(errors),
-            "cpu_pct": {k: round(statistics.median(r["cpu_pct"].get(k, 0.0) for r in self.reps), 1) for k in cpu_keys},
-            "reps": self.reps,
-        }
-
-
-async def run_once(
-    workload: Workload[T], tickets: Sequence[T], concurrency: int, duration_s: float, meter: CpuMeter,
+async def run_rep(
+    driver: Driver[Any], batch: Any, concurrency: int, duration_s: float, meter: CpuMeter,
+    conn: AsyncConnection[tuple[object, ...]],
 ) -> Rep:
-    """`concurrency` workers create sessions back to back until the duration is over."""
-    it = iter(tickets)
-    latencies: list[float] = []
+    window = Window(meter, conn)
+    run = await driver.run(batch, concurrency, duration_s, window)
+    cpu = window.cpu_s()
+    cpu["client"] = run.client_cpu_s
+    return Rep(window.sessions, run, cpu)
+
+
+def _med(values: list[float | None]) -> float | None:
+    clean = [v for v in values if v is not None and not math.isnan(v)]
+    return round(statistics.median(clean), 2) if clean else None
+
+
+def summarise(concurrency: int, reps: list[Rep], client: str) -> dict[str, Any]:
+    """Throughput and percentiles: the median repetition's. CPU per session: all repetitions' CPU
+    over all their sessions (per process; `server` = every process but the load generator)."""
+    sessions = sum(r.sessions for r in reps)
+    elapsed = sum(r.run.elapsed_s for r in reps)
+    names = [n for n in PROCESSES if any(n in r.cpu_s for r in reps)]
+    cpu_s = {n: sum(r.cpu_s.get(n, 0.0) for r in reps) for n in names}
+    per_session: dict[str, float | None] = {
+        n: (round(1000 * cpu_s[n] / sessions, 3) if n in cpu_s and sessions else None) for n in PROCESSES
+    }
+    server = sum(cpu_s[n] for n in names if n != "client")
+    per_session["server"] = round(1000 * server / sessions, 3) if sessions else None
+    per_session["total"] = round(1000 * (server + cpu_s.get("client", 0.0)) / sessions, 3) if sessions else None
     errors: Counter[str] = Counter()
-    exhausted = False
-    cpu_before = meter.read()
-    start = time.perf_counter()
-    deadline = start + duration_s
-
-    async def worker() -> None:
-        nonlocal exhausted
-        while time.perf_counter() < deadline:
-            ticket = next(it, None)
-            if ticket is None:
-                exhausted = True
-                return
-            began = time.perf_counter()
-            try:
-                await workload.create(ticket)
-            except Exception as exc:  # every failure is a measured outcome
-                errors[error_name(exc)] += 1
-                continue
-            latencies.append((time.perf_counter() - began) * 1000)
-
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - start
-    cpu = CpuMeter.percent(cpu_before, meter.read(), elapsed)
-    return Rep(len(latencies), elapsed, latencies, errors, cpu, exhausted)
+    for r in reps:
+        errors.update(r.run.errors)
+    return {
+        "concurrency": concurrency,
+        "client": client,
+        "sessions": sessions,
+        "throughput": _med([r.throughput for r in reps]),
+        "p50_ms": _med([r.run.p50_ms for r in reps]),
+        "p95_ms": _med([r.run.p95_ms for r in reps]),
+        "p99_ms": _med([r.run.p99_ms for r in reps]),
+        "errors": dict(errors),
+        "cpu_ms_per_session": per_session,
+        "cpu_pct": {n: round(100 * cpu_s[n] / elapsed, 1) for n in names} if elapsed else {},
+        "tickets_ran_out": any(r.run.tickets_ran_out for r in reps),
+        "reps": [r.summary() for r in reps],
+    }
 
 
 async def measure(
-    workload: Workload[T], concurrency: int, timing: Timing, meter: CpuMeter, *, rate_guess: float = 2000.0,
-) -> Point:
-    """Warm up, then `timing.reps` repetitions; tickets for each are seeded before its clock starts."""
-    warm_tickets = await workload.tickets(max(4 * concurrency, math.ceil(rate_guess * timing.warmup_s)))
-    warm = await run_once(workload, warm_tickets, concurrency, timing.warmup_s, meter)
-    rate = max(warm.throughput, 50.0)
-    point = Point(concurrency)
+    driver: Driver[Any], concurrency: int, timing: Timing, meter: CpuMeter,
+    conn: AsyncConnection[tuple[object, ...]], *, rate_guess: float = 3000.0,
+) -> dict[str, Any]:
+    """Warm up, then `timing.reps` repetitions; each one's tickets are seeded before its clock starts,
+    twice as many as the fastest rate seen so far needs (a driver's own warm-up, `extra_s`, included)."""
+    seconds = timing.warmup_s + driver.extra_s
+    warm_batch = await driver.prepare(max(4 * concurrency, math.ceil(rate_guess * seconds * 1.5)))
+    warm = await run_rep(driver, warm_batch, concurrency, timing.warmup_s, meter, conn)
+    rate = max(warm.throughput, rate_guess if warm.run.tickets_ran_out else 50.0)
+    reps: list[Rep] = []
     for _ in range(timing.reps):
-        need = math.ceil(rate * timing.rep_s * 2) + 4 * concurrency
-        tickets = await workload.tickets(need)
-        rep = await run_once(workload, tickets, concurrency, timing.rep_s, meter)
+        batch = await driver.prepare(math.ceil(rate * (timing.rep_s + driver.extra_s) * 2) + 4 * concurrency)
+        rep = await run_rep(driver, batch, concurrency, timing.rep_s, meter, conn)
         rate = max(rate, rep.throughput)
-        point.reps.append(rep.summary())
-    return point
-
+        reps.append(rep)
+    return summarise(concurrency, reps, driver.client)

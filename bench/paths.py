@@ -1,82 +1,87 @@
-"""The four ways of creating a session that the suite compares (see the package docstring)."""
+"""The Python client's workloads (B_py, C) and what every HTTP path shares: the RPC's path, its
+arguments and the service role's headers. Independent of pysvc's modules on purpose: the bench
+talks to PostgREST and the API over HTTP only."""
 
 from __future__ import annotations
 
 import datetime as dt
-import uuid
-import warnings
-from collections.abc import Sequence
+import json
+from abc import ABC, abstractmethod
 from typing import Any
 
 import httpx
-from psycopg_pool import AsyncConnectionPool
 
-from bench.harness import Workload
-from bench.seed import Pair, Seeder
-from pysvc.factory import AsyncSessionFactory, CreateSessionParams, PaymentMethod, service_headers
-from pysvc.local.stack import mint_key
+from bench.seed import Pair
 
 PLAN = "free"
 SESSION_TYPE = "chat"  # the free plans are chat sessions
 MAX_CONCURRENCY = 32
+RPC_PATH = "/rpc/create_session_record"
 
 
-class PairWorkload(Workload[Pair]):
-    """Workloads that consume a fresh customer + intake per session."""
-
-    def __init__(self, seeder: Seeder) -> None:
-        self.seeder = seeder
-
-    async def tickets(self, n: int) -> Sequence[Pair]:
-        return await self.seeder.pairs(n, plan=PLAN)
-
-
-class DatabaseLimit(PairWorkload):
-    """A: the function itself, over a psycopg pool as the stack's superuser; no HTTP."""
-
-    name = "A"
-
-    def __init__(self, seeder: Seeder, database_url: str, *, size: int = MAX_CONCURRENCY) -> None:
-        super().__init__(seeder)
-        self.pool = AsyncConnectionPool(
-            database_url, min_size=size, max_size=size, open=False, kwargs={"autocommit": True},
-        )
-
-    async def open(self) -> None:
-        await self.pool.open(wait=True)
-
-    async def create(self, ticket: Pair) -> None:
-        async with self.pool.connection() as conn:
-            await conn.execute(
-                "select public.create_session_record(customer_id => %s, plan => %s, intake_id => %s,"
-                " payment_method => %s)",
-                (ticket.customer, PLAN, ticket.intake, "free"),
-            )
-
-    async def aclose(self) -> None:
-        await self.pool.close()
+def service_headers(service_role_key: str) -> dict[str, str]:
+    """What the API sends PostgREST: the key as `apikey` (Supabase's gateway) and as the bearer JWT."""
+    return {
+        "apikey": service_role_key,
+        "authorization": f"Bearer {service_role_key}",
+        "content-type": "application/json",
+    }
 
 
-class ProductPath(PairWorkload):
-    """B: what the product runs: one AsyncSessionFactory (one HTTP pool) → PostgREST → the RPC."""
+def rpc_body(ticket: Pair) -> str:
+    """create_session_record's arguments for a free session (the call both the intake and the webhook
+    paths make; optional parameters the function may gain later keep their defaults)."""
+    return json.dumps({
+        "customer_id": str(ticket.customer), "plan": PLAN, "intake_id": str(ticket.intake), "payment_method": "free",
+    })
 
-    name = "B"
 
-    def __init__(self, seeder: Seeder, rest_url: str, service_role_key: str) -> None:
-        super().__init__(seeder)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # postgrest-py's `timeout` deprecation
-            self.factory = AsyncSessionFactory(rest_url, service_role_key)
+def python_client(rest_url: str, service_role_key: str) -> httpx.AsyncClient:
+    """The one shared keep-alive client both B_py and C use."""
+    return httpx.AsyncClient(
+        base_url=rest_url,
+        headers=service_headers(service_role_key),
+        timeout=30,
+        limits=httpx.Limits(max_connections=2 * MAX_CONCURRENCY, max_keepalive_connections=2 * MAX_CONCURRENCY),
+    )
 
-    async def create(self, ticket: Pair) -> None:
-        await self.factory.create_session_record(
-            CreateSessionParams(
-                customer_id=ticket.customer, plan=PLAN, intake_id=ticket.intake, payment_method=PaymentMethod.free,
-            ),
-        )
+
+class PairWorkload(ABC):
+    """One way of creating a session from a fresh customer + intake, over the Python client."""
+
+    name: str
+
+    def __init__(self, rest_url: str, service_role_key: str) -> None:
+        self.client = python_client(rest_url, service_role_key)
+
+    @abstractmethod
+    async def create(self, ticket: Pair) -> None: ...
 
     async def aclose(self) -> None:
-        await self.factory.aclose()
+        await self.client.aclose()
+
+
+class RpcFailed(Exception):
+    """PostgREST refused the RPC; `code` is `<status>:<the function's code>` (e.g. 409:ACTIVE_SESSION_EXISTS)."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        self.code = f"{response.status_code}:{body.get('code', '') if isinstance(body, dict) else ''}"
+        super().__init__(f"{response.status_code} {response.text[:200]}")
+
+
+class PythonRpc(PairWorkload):
+    """B_py: the product's one RPC through the Python client (to compare with C on equal terms)."""
+
+    name = "B_py"
+
+    async def create(self, ticket: Pair) -> None:
+        response = await self.client.post(RPC_PATH, content=rpc_body(ticket))
+        if response.status_code != 200:
+            raise RpcFailed(response)
 
 
 class ActiveSessionFound(Exception):
@@ -122,16 +127,6 @@ class OriginalDesign(PairWorkload):
     it goes on after a failed participant/assignment/event write; here that is reported as PartialWrite."""
 
     name = "C"
-
-    def __init__(self, seeder: Seeder, rest_url: str, service_role_key: str) -> None:
-        super().__init__(seeder)
-        headers = dict(service_headers(service_role_key))
-        self.client = httpx.AsyncClient(
-            base_url=rest_url,
-            headers=headers,
-            timeout=30,
-            limits=httpx.Limits(max_connections=2 * MAX_CONCURRENCY, max_keepalive_connections=2 * MAX_CONCURRENCY),
-        )
 
     async def create(self, ticket: Pair) -> None:
         customer = str(ticket.customer)
@@ -218,50 +213,3 @@ class OriginalDesign(PairWorkload):
             failures.append(StepFailed("session_events", event))
         if failures:
             raise PartialWrite(failures)
-
-    async def aclose(self) -> None:
-        await self.client.aclose()
-
-
-class ApiFailed(Exception):
-    def __init__(self, response: httpx.Response) -> None:
-        self.code = str(response.status_code)
-        super().__init__(f"{response.status_code} {response.text[:200]}")
-
-
-class WholeApi(Workload[str]):
-    """D: `POST /api/intake/start` on the API server, as a signed-in customer (a Supabase access
-    token for an existing auth.users row). The API writes the intake and creates the session."""
-
-    name = "D"
-
-    def __init__(self, seeder: Seeder, api_url: str, jwt_secret: str) -> None:
-        self.seeder = seeder
-        self.jwt_secret = jwt_secret
-        self.client = httpx.AsyncClient(
-            base_url=api_url,
-            timeout=30,
-            limits=httpx.Limits(max_connections=2 * MAX_CONCURRENCY, max_keepalive_connections=2 * MAX_CONCURRENCY),
-        )
-
-    async def tickets(self, n: int) -> Sequence[str]:
-        return [self.token(user) for user in await self.seeder.users(n)]
-
-    def token(self, user: uuid.UUID) -> str:
-        return mint_key(self.jwt_secret, "authenticated", sub=str(user), aud="authenticated", lifetime=3600)
-
-    async def create(self, ticket: str) -> None:
-        response = await self.client.post(
-            "/api/intake/start", json={"plan": PLAN}, headers={"Authorization": f"Bearer {ticket}"},
-        )
-        if response.status_code != 200:
-            raise ApiFailed(response)
-        try:
-            body = response.json()
-        except ValueError as exc:
-            raise ApiFailed(response) from exc
-        if not isinstance(body, dict) or "sessionId" not in body:
-            raise ApiFailed(response)
-
-    async def aclose(self) -> None:
-        await self.client.aclose()

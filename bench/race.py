@@ -14,8 +14,9 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from bench.harness import CpuMeter, Workload, run_once
-from bench.seed import Pair, Seeder, duplicate_customers
+from bench.drivers import run_workers
+from bench.paths import PairWorkload
+from bench.seed import Seeder, duplicate_customers
 
 
 @dataclass(frozen=True)
@@ -26,15 +27,15 @@ class RaceShape:
 
 
 async def run_race(
-    workload: Workload[Pair], seeder: Seeder, conn: AsyncConnection[tuple[object, ...]], shape: RaceShape,
+    workload: PairWorkload, seeder: Seeder, conn: AsyncConnection[tuple[object, ...]], shape: RaceShape,
 ) -> tuple[dict[str, Any], list[Any]]:
     """Run the scenario once; returns its figures and the customers it used (for clean-up)."""
     pairs = await seeder.pairs(shape.customers, per_customer=shape.attempts)
     customers = sorted({p.customer for p in pairs})
-    rep = await run_once(workload, pairs, shape.concurrency, math.inf, CpuMeter({}))
+    rep = await run_workers(workload, pairs, shape.concurrency, math.inf)
     dup_customers, extra_sessions = await duplicate_customers(conn, customers)
     outcomes: Counter[str] = Counter(rep.errors)
-    outcomes["created"] = rep.ops
+    outcomes["created"] = rep.ok
     return {
         "customers": shape.customers,
         "attempts_per_customer": shape.attempts,

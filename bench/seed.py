@@ -66,6 +66,46 @@ class Seeder:
         return sorted(rows, key=lambda p: p.customer) if per_customer > 1 else rows
 
 
+    async def pgbench_pairs(self, n: int, *, plan: str = "free") -> int:
+        """n fresh customers with one intake each, numbered in PGBENCH_PAIRS, and the sequence
+        pgbench's script draws from set to the first of them. Returns how many are now ahead."""
+        await self.conn.execute(PGBENCH_SETUP)
+        cur = await self.conn.execute(
+            f"""
+            with u as (
+              insert into auth.users (id, email)
+              select gen_random_uuid(), %s || g || %s from generate_series(1, %s) g
+              returning id
+            ), i as (
+              insert into public.intakes (customer_user_id, plan)
+              select u.id, %s from u
+              returning customer_user_id, id
+            ), base as (select coalesce(max(n), 0) as n from {PGBENCH_PAIRS})
+            insert into {PGBENCH_PAIRS} (n, customer, intake)
+            select base.n + row_number() over (), i.customer_user_id, i.id from i, base
+            returning n
+            """,
+            (self._prefix("g"), DOMAIN, n, plan),
+        )
+        numbers = [int(str(r[0])) for r in await cur.fetchall()]
+        await self.conn.execute(f"select setval('{PGBENCH_SEQUENCE}', %s, false)", (min(numbers),))
+        return len(numbers)
+
+
+PGBENCH_SCHEMA = "pysvc_bench"
+PGBENCH_PAIRS = f"{PGBENCH_SCHEMA}.pairs"
+PGBENCH_SEQUENCE = f"{PGBENCH_SCHEMA}.next_pair"
+PGBENCH_SETUP = f"""
+create schema if not exists {PGBENCH_SCHEMA};
+create table if not exists {PGBENCH_PAIRS} (n bigint primary key, customer uuid not null, intake uuid not null);
+create sequence if not exists {PGBENCH_SEQUENCE};
+"""
+
+
+async def drop_pgbench_schema(conn: AsyncConnection[tuple[object, ...]]) -> None:
+    await conn.execute(f"drop schema if exists {PGBENCH_SCHEMA} cascade")
+
+
 def _uuid(value: object) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 

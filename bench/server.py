@@ -27,24 +27,17 @@ class ApiUnavailable(Exception):
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def api_command(port: int, workers: int = 1) -> list[str]:
-    """`pysvc serve` (one process, as shipped), or uvicorn with several workers for diagnostics."""
-    if workers > 1:
-        return [
-            sys.executable, "-m", "uvicorn", "bench.apiapp:create", "--factory", "--workers", str(workers),
-            "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning",
-        ]
-    script = Path(sys.executable).parent / "pysvc"
-    base = [str(script)] if script.exists() else [sys.executable, "-m", "pysvc"]
-    return [*base, "serve", "--host", "127.0.0.1", "--port", str(port)]
+def api_command(port: int) -> list[str]:
+    """`python -m pysvc serve`: the API exactly as shipped, in its own process (the bench imports
+    nothing of it)."""
+    return [sys.executable, "-m", "pysvc", "serve", "--host", "127.0.0.1", "--port", str(port)]
 
 
 class ApiServer:
     """`pysvc serve` on a free port with the target's settings; stopped (by its own pid) on exit."""
 
-    def __init__(self, target: Target, *, workers: int = 1, ready_timeout: float = 60.0) -> None:
+    def __init__(self, target: Target, *, ready_timeout: float = 60.0) -> None:
         self.target = target
-        self.workers = workers
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ready_timeout = ready_timeout
@@ -62,11 +55,12 @@ class ApiServer:
             "SUPABASE_REST_URL": self.target.rest_url,
             "SUPABASE_SERVICE_ROLE_KEY": self.target.service_role_key,
             "SUPABASE_JWT_SECRET": self.target.jwt_secret,
+            "LOG_LEVEL": "WARNING",
             "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
         }
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                api_command(self.port, self.workers), env=env, stdout=log, stderr=subprocess.STDOUT,
+                api_command(self.port), env=env, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
                 cwd=self.logdir,  # so no developer's .env is read: the settings come from env alone
             )
@@ -103,14 +97,6 @@ class ApiServer:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
         shutil.rmtree(self.logdir, ignore_errors=True)
-
-
-def api_importable() -> tuple[bool, str]:
-    """Whether `import pysvc.api` works in this virtualenv (checked in a child, not imported here)."""
-    result = subprocess.run(
-        [sys.executable, "-c", "import pysvc.api"], capture_output=True, text=True, timeout=60, check=False,
-    )
-    return result.returncode == 0, (result.stderr.strip().splitlines() or [""])[-1]
 
 
 class PeakRss:

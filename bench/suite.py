@@ -1,31 +1,35 @@
-"""The run itself: start or find the stack, measure A-D, the races, scale and memory."""
+"""The run itself: start or find the stack, measure A, B, B_py, C and D, the race, scale, memory, and
+(full mode) where the database's and the API's time goes."""
 
 from __future__ import annotations
 
-import dataclasses
+import asyncio
 import datetime as dt
 import os
 import platform
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
 from psycopg import AsyncConnection
 
-from bench import diagnose, seed
-from bench.harness import CpuMeter, Timing, Workload, measure, run_once
-from bench.paths import DatabaseLimit, OriginalDesign, ProductPath, WholeApi
+from bench import diagnose, paths, profile, seed
+from bench.drivers import Driver, Pgbench, PythonClient, RpcOverPostgrest, WholeApi
+from bench.harness import Timing, measure, run_rep
+from bench.procs import CpuMeter
 from bench.race import RaceShape, refused_by_index, run_race
-from bench.seed import Pair, Seeder
-from bench.server import ApiServer, ApiUnavailable, PeakRss, api_importable
-from bench.target import Target, listener_pid, open_target
+from bench.seed import Seeder
+from bench.server import ApiServer, PeakRss
+from bench.target import Target, open_target
 
-T = TypeVar("T")
 Say = Callable[[str], None]
-PATHS = ("A", "B", "C", "D")
+PATHS = ("A", "B", "B_py", "C", "D")
+PROFILE_CONCURRENCY = 8
 
 
 @dataclass(frozen=True)
@@ -36,18 +40,20 @@ class Settings:
     race: RaceShape
     scale: tuple[int, int]  # existing sessions for B's latency at concurrency 8
     scale_concurrency: int = 8
+    profile_s: float = 10.0
 
 
 QUICK = Settings(
     mode="quick",
-    timing=Timing(warmup_s=0.5, rep_s=1.0, reps=3),
-    concurrencies=(1, 8, 32),
+    timing=Timing(warmup_s=0.5, rep_s=1.0, reps=1),
+    concurrencies=(8,),
     race=RaceShape(customers=48, attempts=4, concurrency=32),
-    scale=(10_000, 100_000),
+    scale=(10_000, 40_000),
+    profile_s=3.0,
 )
 FULL = Settings(
     mode="full",
-    timing=Timing(warmup_s=2.0, rep_s=5.0, reps=5),
+    timing=Timing(warmup_s=2.0, rep_s=5.0, reps=3),
     concurrencies=(1, 8, 32),
     race=RaceShape(customers=256, attempts=4, concurrency=32),
     scale=(10_000, 1_000_000),
@@ -61,72 +67,83 @@ def scale_label(n: int) -> str:
 class Suite:
     def __init__(
         self, settings: Settings, say: Say, *, paths: Sequence[str] = PATHS, diagnostics: bool | None = None,
+        api_profile: bool | None = None,
     ) -> None:
         self.settings = settings
         self.say = say
         self.paths = tuple(paths)
-        self.diagnostics = settings.mode == "full" if diagnostics is None else diagnostics
+        full = settings.mode == "full"
+        self.diagnostics = full if diagnostics is None else diagnostics
+        self.api_profile = full if api_profile is None else api_profile
         self.tag = "bench" + dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S")
         self.results: dict[str, Any] = {"paths": {}, "notes": []}
 
-    async def run(self, *, pgrst_pool: int | None = None) -> dict[str, Any]:
+    async def run(self) -> dict[str, Any]:
         began = time.monotonic()
-        with open_target(self.say, pgrst_pool=pgrst_pool) as target:
+        with open_target(self.say) as target:
             async with await AsyncConnection.connect(target.database_url, autocommit=True) as conn:
                 self.results["machine"] = machine_info()
                 self.results["target"] = await target_info(target, conn)
                 seeder = Seeder(conn, self.tag)
-                meter = CpuMeter(
-                    {"postgres": target.postgres_pid, "postgrest": target.postgrest_pid},
-                    {"client": os.getpid()},
-                )
+                meter = CpuMeter({"postgres": target.postgres_pid, "postgrest": target.postgrest_pid})
                 try:
-                    await self._paths_abc(target, seeder, meter)
-                    if {"B", "C"} <= set(self.paths):
+                    for name in ("A", "B", "B_py", "C"):
+                        if name in self.paths:
+                            await self._sweep(self._driver(name, target, seeder), meter, conn)
+                    if {"B_py", "C"} & set(self.paths):
                         await self._races(target, seeder, conn)
                     if "D" in self.paths:
-                        await self._whole_api(target, seeder, meter)
+                        await self._whole_api(target, seeder, meter, conn)
                     if self.diagnostics and "B" in self.paths:
-                        await self._diagnose(target, seeder, conn, meter)
+                        self.results["database_profile"] = await self._db_profile(target, seeder, conn, meter)
                     if "B" in self.paths:
                         await self._scale(target, seeder, conn, meter)
                 finally:
+                    await seed.drop_pgbench_schema(conn)
                     if not target.own:
                         removed = await seed.delete_run_rows(conn, self.tag)
                         self.say(f"removed this run's {removed:,} users and their rows from the external database")
         self.results["duration_s"] = round(time.monotonic() - began, 1)
         return self.results
 
-    # -- A, B, C -------------------------------------------------------------------------------
-    async def _paths_abc(self, target: Target, seeder: Seeder, meter: CpuMeter) -> None:
-        for name in ("A", "B", "C"):
-            if name not in self.paths:
-                continue
-            workload = self._workload(name, target, seeder)
-            if isinstance(workload, DatabaseLimit):
-                await workload.open()
-            try:
-                await self._sweep(workload, meter)
-            finally:
-                await workload.aclose()
-
-    def _workload(self, name: str, target: Target, seeder: Seeder) -> Workload[Pair]:
+    def _driver(self, name: str, target: Target, seeder: Seeder) -> Driver[Any]:
         if name == "A":
-            return DatabaseLimit(seeder, target.database_url)
+            return Pgbench(seeder, target.database_url)
         if name == "B":
-            return ProductPath(seeder, target.rest_url, target.service_role_key)
-        return OriginalDesign(seeder, target.rest_url, target.service_role_key)
+            return RpcOverPostgrest(seeder, target.rest_url, target.service_role_key)
+        workload = paths.PythonRpc if name == "B_py" else paths.OriginalDesign
+        return PythonClient(seeder, workload(target.rest_url, target.service_role_key))
 
-    async def _sweep(self, workload: Workload[T], meter: CpuMeter) -> None:
-        self.results["paths"][workload.name] = await self._points(workload, meter, self.settings.concurrencies)
+    async def _sweep(self, driver: Driver[Any], meter: CpuMeter, conn: AsyncConnection[tuple[object, ...]]) -> None:
+        try:
+            self.results["paths"][driver.name] = await self._points(driver, meter, conn, self.settings.concurrencies)
+        finally:
+            await driver.aclose()
 
-    # -- races ---------------------------------------------------------------------------------
+    async def _points(
+        self, driver: Driver[Any], meter: CpuMeter, conn: AsyncConnection[tuple[object, ...]],
+        concurrencies: Sequence[int], *, label: str | None = None,
+    ) -> dict[str, Any]:
+        points: dict[str, Any] = {}
+        for c in concurrencies:
+            point = await measure(driver, c, self.settings.timing, meter, conn)
+            points[f"c{c}"] = point
+            cpu = point["cpu_ms_per_session"]
+            self.say(
+                f"  {label or driver.name:<4} c{c:<2} {point['throughput'] or 0:8.1f}/s"
+                f"  p50 {point['p50_ms']} p95 {point['p95_ms']} p99 {point['p99_ms']} ms"
+                f"  errors {sum(point['errors'].values())}  CPU ms/session "
+                + " ".join(f"{k} {v}" for k, v in cpu.items() if v is not None),
+            )
+        return points
+
+    # -- race ----------------------------------------------------------------------------------
     async def _races(self, target: Target, seeder: Seeder, conn: AsyncConnection[tuple[object, ...]]) -> None:
         shape = self.settings.race
         races: dict[str, Any] = {}
         self.say(f"- race: {shape.customers} customers x {shape.attempts} simultaneous attempts, c{shape.concurrency}")
-        b = ProductPath(seeder, target.rest_url, target.service_role_key)
-        c = OriginalDesign(seeder, target.rest_url, target.service_role_key)
+        url, key = target.rest_url, target.service_role_key
+        b, c = paths.PythonRpc(url, key), paths.OriginalDesign(url, key)
         try:
             races["B"], _ = await run_race(b, seeder, conn, shape)
             races["B"]["unique_index"] = "present"
@@ -153,139 +170,83 @@ class Suite:
             else:
                 races["C"], _ = await run_race(c, seeder, conn, shape)
                 races["C"]["unique_index"] = "present (external database: nothing dropped)"
-                would_be = refused_by_index(races["C"]["outcomes"])
-                races["C"]["would_be_duplicates"] = would_be
+                races["C"]["would_be_duplicates"] = refused_by_index(races["C"]["outcomes"])
                 races["C"]["method"] = (
                     "external database, index kept: attempts whose check passed but whose insert the unique"
                     " index refused, each a duplicate without the index"
                 )
+                would_be = races["C"]["would_be_duplicates"]
                 self.say(f"  C (index present): {races['C']['outcomes']} -> {would_be} would-be duplicates")
         finally:
             await b.aclose()
             await c.aclose()
         self.results["races"] = races
-        c_dups = races["C"].get("would_be_duplicates", races["C"]["customers_with_duplicates"])
         self.results["duplicates"] = {
             "B": races["B"]["customers_with_duplicates"]
             + races.get("B_lock_only", {}).get("customers_with_duplicates", 0),
-            "C": c_dups,
+            "C": races["C"].get("would_be_duplicates", races["C"]["customers_with_duplicates"]),
             "method": races["C"]["method"],
         }
 
     # -- D -------------------------------------------------------------------------------------
-    async def _whole_api(self, target: Target, seeder: Seeder, meter: CpuMeter) -> None:
-        ok, why = api_importable()
-        if not ok:
-            self._d_unavailable(f"`import pysvc.api` failed: {why}")
-            return
-        try:
-            server = ApiServer(target).__enter__()
-        except ApiUnavailable as exc:
-            self._d_unavailable(str(exc))
-            return
-        try:
+    async def _whole_api(
+        self, target: Target, seeder: Seeder, meter: CpuMeter, conn: AsyncConnection[tuple[object, ...]],
+    ) -> None:
+        with ApiServer(target) as server:
+            api_meter = meter.with_tree("api", server.pid)
             d = WholeApi(seeder, server.url, target.jwt_secret)
             rss_roots = {"api": server.pid, "postgrest": target.postgrest_pid}
-            idle = PeakRss(rss_roots)
-            with idle:
-                time.sleep(0.2)
-            with PeakRss(rss_roots) as peak:
-                try:
-                    await self._sweep(d, meter.with_tree("api", server.pid))
-                finally:
-                    await d.aclose()
-            self.results["memory"] = {
-                "peak_rss_mb": peak.peaks_mb(),
-                "idle_rss_mb": idle.peaks_mb(),
-                "during": "path D, all concurrencies",
-            }
-            self.say(f"  peak RSS during D: {peak.peaks_mb()} MiB (idle {idle.peaks_mb()})")
-        finally:
-            server.__exit__(None, None, None)
-
-    def _d_unavailable(self, why: str) -> None:
-        self.say(f"  D skipped: {why}")
-        self.results["paths"]["D"] = None
-        self.results["memory"] = None
-        self.results["notes"].append(f"D not measured: {why}")
-
-    # -- diagnostics ---------------------------------------------------------------------------
-    async def _diagnose(
-        self, target: Target, seeder: Seeder, conn: AsyncConnection[tuple[object, ...]], meter: CpuMeter,
-    ) -> None:
-        """B's variants (shorter repetitions than the main points) and a database profile."""
-        self.say("- diagnostics: variants of B")
-        t = self.settings.timing
-        timing = Timing(warmup_s=min(t.warmup_s, 1.0), rep_s=min(t.rep_s, 3.0), reps=min(t.reps, 3))
-        found: dict[str, Any] = {"timing": dataclasses.asdict(timing), "variants": {}}
-        url, key = target.rest_url, target.service_role_key
-        runs: list[tuple[Workload[Pair], tuple[int, ...], CpuMeter]] = [
-            (diagnose.BareHttpxRpc(seeder, url, key), (8, 32), meter),
-            (diagnose.LeanRpc(seeder, url, key), (8, 32), meter),
-            (diagnose.CappedProductPath(seeder, url, key, cap=8), (32,), meter),
-        ]
-        for workload, concurrencies, m in runs:
+            with PeakRss(rss_roots) as idle:
+                await asyncio.sleep(0.2)
             try:
-                found["variants"][workload.name] = await self._points(workload, m, concurrencies, timing=timing)
-            finally:
-                await workload.aclose()
-        if target.own:
-            pool = 32
-            with diagnose.extra_postgrest(target.database_url, pool) as (url32, key32):
-                m32 = meter.with_tree("postgrest", target_pgrst_pid(url32))
-                for workload, concurrencies in (
-                    (ProductPath(seeder, url32, key32), (8, 32)),
-                    (diagnose.LeanRpc(seeder, url32, key32), (32,)),
-                ):
-                    label = f"{workload.name}-pool{pool}"
-                    try:
-                        found["variants"][label] = await self._points(
-                            workload, m32, concurrencies, timing=timing, label=label,
-                        )
-                    finally:
-                        await workload.aclose()
-        if self.results["paths"].get("D"):
-            found["variants"].update(await self._api_workers(target, seeder, meter, timing, workers=2))
-        found["profile"] = await self._profile(target, seeder, conn, meter)
-        self.results["diagnostics"] = found
-
-    async def _api_workers(
-        self, target: Target, seeder: Seeder, meter: CpuMeter, timing: Timing, *, workers: int,
-    ) -> dict[str, Any]:
-        """D against the same app run by uvicorn with several worker processes."""
-        label = f"D-workers{workers}"
-        try:
-            server = ApiServer(target, workers=workers).__enter__()
-        except ApiUnavailable as exc:
-            self.say(f"  {label} skipped: {exc}")
-            return {}
-        try:
-            d = WholeApi(seeder, server.url, target.jwt_secret)
-            try:
-                points = await self._points(d, meter.with_tree("api", server.pid), (8, 32), timing=timing, label=label)
+                with PeakRss(rss_roots) as peak:
+                    self.results["paths"]["D"] = await self._points(d, api_meter, conn, self.settings.concurrencies)
+                self.results["memory"] = {
+                    "peak_rss_mb": peak.peaks_mb(), "idle_rss_mb": idle.peaks_mb(),
+                    "during": "path D, all concurrencies",
+                }
+                self.say(f"  peak RSS during D: {peak.peaks_mb()} MiB (idle {idle.peaks_mb()})")
+                if self.api_profile:
+                    self.results["api_profile"] = await self._api_profile(d, server, api_meter, conn)
             finally:
                 await d.aclose()
-        finally:
-            server.__exit__(None, None, None)
-        return {label: points}
 
-    async def _points(
-        self, workload: Workload[T], meter: CpuMeter, concurrencies: Sequence[int], *,
-        timing: Timing | None = None, label: str | None = None,
+    async def _api_profile(
+        self, d: WholeApi, server: ApiServer, meter: CpuMeter, conn: AsyncConnection[tuple[object, ...]],
     ) -> dict[str, Any]:
-        points: dict[str, Any] = {}
-        for c in concurrencies:
-            point = (await measure(workload, c, timing or self.settings.timing, meter)).summary()
-            point["cpu_ms_per_session"] = diagnose.per_session_cpu_ms(point)
-            points[str(c)] = point
-            self.say(
-                f"  {label or workload.name} c{c:<2} {point['throughput']:8.1f}/s  p50 {point['p50_ms']:.1f} ms"
-                f"  p95 {point['p95_ms']:.1f}  p99 {point['p99_ms']:.1f}  errors {sum(point['errors'].values())}"
-                f"  cpu {point['cpu_pct']}",
-            )
-        return points
+        """py-spy on the API during one more D run at c8 (not one of the measured repetitions)."""
+        assert server.pid is not None
+        seconds = self.settings.profile_s
+        point = self.results["paths"]["D"].get(f"c{PROFILE_CONCURRENCY}") or {}
+        rate = max(float(point.get("throughput") or 500.0), 50.0)
+        batch = await d.prepare(int(rate * (seconds + 1) * 2) + 64)
+        with tempfile.TemporaryDirectory(prefix="pysvc-bench-pyspy-") as tmp:
+            out = Path(tmp) / "api.raw"
+            try:
+                spy = profile.start(server.pid, out, seconds + 1)
+            except FileNotFoundError as exc:
+                self.say(f"  API profile not taken: {exc}")
+                return {"error": str(exc)}
+            await asyncio.sleep(0.5)  # attached before the load starts
+            rep = await run_rep(d, batch, PROFILE_CONCURRENCY, seconds, meter, conn)
+            spy_out, _ = await asyncio.to_thread(spy.communicate)
+            if spy.returncode != 0 or not out.exists():
+                why = spy_out.decode(errors="replace").strip()[-500:]
+                self.say(f"  API profile not taken: py-spy exited with {spy.returncode}: {why}")
+                return {"error": why}
+            api_ms = 1000 * rep.cpu_s.get("api", 0.0) / rep.sessions if rep.sessions else None
+            found = profile.summarise(out.read_text(), api_ms)
+        found.update({
+            "tool": "py-spy record --nonblocking --function --format raw",
+            "concurrency": PROFILE_CONCURRENCY, "seconds": seconds, "sessions": rep.sessions,
+            "throughput": round(rep.throughput, 1), "api_cpu_ms_per_session": round(api_ms, 3) if api_ms else None,
+        })
+        self.say(f"  API profile: {found['samples']} samples, API {found['api_cpu_ms_per_session']} ms/session; top: "
+                 + ", ".join(f"{r['name']} {r['share']:.0%}" for r in found["by_innermost_package"][:6]))
+        return found
 
-    async def _profile(
+    # -- database profile ----------------------------------------------------------------------
+    async def _db_profile(
         self, target: Target, seeder: Seeder, conn: AsyncConnection[tuple[object, ...]], meter: CpuMeter,
     ) -> dict[str, Any] | None:
         """pg_stat_statements during one B run at concurrency 8, statements inside the function included."""
@@ -293,18 +254,19 @@ class Suite:
             return None
         if target.own:
             await diagnose.set_track_all(conn, True)
-        b = ProductPath(seeder, target.rest_url, target.service_role_key)
+        b = RpcOverPostgrest(seeder, target.rest_url, target.service_role_key)
         try:
-            tickets = await b.tickets(20_000)
+            point = self.results["paths"]["B"].get("c8") or {}
+            batch = await b.prepare(int(max(float(point.get("throughput") or 1000.0), 50.0) * 3 * 2) + 64)
             await conn.execute("select pg_stat_statements_reset()")
-            rep = await run_once(b, tickets, 8, self.settings.timing.rep_s, meter)
-            profile = await diagnose.statement_profile(conn, rep.ops)
-            profile["latency"] = rep.summary()
+            rep = await run_rep(b, batch, 8, 3.0, meter, conn)
+            found = await diagnose.statement_profile(conn, rep.sessions)
+            found["latency"] = rep.summary()
         finally:
             await b.aclose()
             if target.own:
                 await diagnose.set_track_all(conn, False)
-        return profile
+        return found
 
     # -- scale ---------------------------------------------------------------------------------
     async def _scale(
@@ -314,12 +276,12 @@ class Suite:
         removed = await seed.delete_run_sessions(conn, self.tag)
         self.say(f"- scale: removed this run's {removed:,} sessions; B at c{c} by table size")
         scale: dict[str, Any] = {}
-        b = ProductPath(seeder, target.rest_url, target.service_role_key)
+        b = RpcOverPostgrest(seeder, target.rest_url, target.service_role_key)
         try:
             for size in self.settings.scale:
                 existing = await seed.seed_history(conn, self.tag, size, self.say)
                 tracked = await diagnose.ensure_pg_stat_statements(conn)
-                point = (await measure(b, c, self.settings.timing, meter)).summary()
+                point = await measure(b, c, self.settings.timing, meter, conn)
                 point["existing_sessions"] = existing
                 if tracked:
                     point["database"] = (await diagnose.statement_profile(conn, 0, limit=1, like="%pgrst_source%"))[
@@ -329,16 +291,12 @@ class Suite:
                 point["explain"] = await diagnose.explain_lookups(conn, probe)
                 scale[scale_label(size)] = point
                 self.say(
-                    f"  B c{c} at {existing:,} sessions: {point['throughput']:.1f}/s"
-                    f"  p50 {point['p50_ms']:.1f}  p95 {point['p95_ms']:.1f}  p99 {point['p99_ms']:.1f} ms",
+                    f"  B c{c} at {existing:,} sessions: {point['throughput']}/s"
+                    f"  p50 {point['p50_ms']}  p95 {point['p95_ms']}  p99 {point['p99_ms']} ms",
                 )
         finally:
             await b.aclose()
         self.results["scale"] = {"concurrency": c, "path": "B", "points": scale}
-
-
-def target_pgrst_pid(url: str) -> int | None:
-    return listener_pid(url, default_port=80)
 
 
 def machine_info() -> dict[str, Any]:
@@ -356,6 +314,7 @@ def machine_info() -> dict[str, Any]:
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "os": platform.platform(),
         "python": platform.python_version(),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
     }
 
 
@@ -365,8 +324,7 @@ async def target_info(target: Target, conn: AsyncConnection[tuple[object, ...]])
     assert row is not None
     postgrest = ""
     try:
-        resp = httpx.get(f"{target.rest_url}/", headers={"apikey": target.service_role_key,
-                                                         "Authorization": f"Bearer {target.service_role_key}"})
+        resp = httpx.get(f"{target.rest_url}/", headers=paths.service_headers(target.service_role_key))
         postgrest = resp.headers.get("server", "")
     except httpx.HTTPError:
         pass
@@ -376,4 +334,21 @@ async def target_info(target: Target, conn: AsyncConnection[tuple[object, ...]])
         "postgres_max_connections": int(str(row[1])),
         "postgrest_version": postgrest,
         "pgrst_db_pool": int(target.pgrst_db_pool) if target.pgrst_db_pool else None,
+        "postgrest_settings": postgrest_settings(target.postgrest_pid),
     }
+
+
+SECRET_SETTINGS = ("PGRST_JWT_SECRET", "PGRST_DB_URI")
+
+
+def postgrest_settings(pid: int | None) -> dict[str, str] | None:
+    """PostgREST's PGRST_* settings from its environment (secrets left out), when it runs here."""
+    if pid is None:
+        return None
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None
+    pairs = (item.decode(errors="replace").partition("=") for item in raw.split(b"\0") if item)
+    return {k: v for k, _, v in pairs if k.startswith("PGRST_") and k not in SECRET_SETTINGS}
+
