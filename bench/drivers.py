@@ -51,7 +51,7 @@ class Run:
     p95_ms: float | None
     p99_ms: float | None
     errors: dict[str, int]
-    client_cpu_s: float
+    client_cpu: tuple[float, float]  # the load generator's (user, system) CPU seconds over the run
     tickets_ran_out: bool
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -175,7 +175,7 @@ class Pgbench(Driver[int]):
             p95_ms=percentile(latencies, 95),
             p99_ms=percentile(latencies, 99),
             errors={"pgbench_failed": failed} if failed else {},
-            client_cpu_s=usage.ru_utime + usage.ru_stime - cpu0,
+            client_cpu=(usage.ru_utime - cpu0[0], usage.ru_stime - cpu0[1]),
             tickets_ran_out=_pgbench_number(output, "number of transactions actually processed") > batch,
         )
 
@@ -188,13 +188,14 @@ def _read(f: Any) -> str:
     return str(f.read().decode(errors="replace"))
 
 
-def _cpu_of(pid: int) -> float:
-    """A live child's CPU seconds so far (its own; pgbench has no children)."""
+def _cpu_of(pid: int) -> tuple[float, float]:
+    """A live child's (user, system) CPU seconds so far (its own; pgbench has no children)."""
     try:
         rest = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
-        return 0.0
-    return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
+        return 0.0, 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    return int(rest[11]) / ticks, int(rest[12]) / ticks
 
 
 def _pgbench_log(directory: Path, prefix: str, *, since: float) -> tuple[list[float], float]:
@@ -280,7 +281,8 @@ class Autocannon(Driver[Path]):
             errors["connection_errors"] = r["errors"]
         return Run(
             elapsed_s=r["elapsed_s"], requests=r["requests"], ok=r["ok"], p50_ms=r["p50_ms"], p95_ms=r["p95_ms"],
-            p99_ms=r["p99_ms"], errors=errors, client_cpu_s=r["cpu_s"], tickets_ran_out=r["tickets_ran_out"],
+            p99_ms=r["p99_ms"], errors=errors, client_cpu=(r["cpu_user_s"], r["cpu_system_s"]),
+            tickets_ran_out=r["tickets_ran_out"],
             extra={"tool": r["tool"]},
         )
 
@@ -334,13 +336,14 @@ class PythonClient(Driver[Sequence[Pair]]):
         await window.open()
         cpu0 = own_cpu()
         outcome = await run_workers(self.workload, batch, concurrency, duration_s)
-        cpu = own_cpu() - cpu0
+        cpu1 = own_cpu()
         await window.close()
         lat = sorted(outcome.latencies_ms)
         return Run(
             elapsed_s=outcome.elapsed_s, requests=outcome.ok + sum(outcome.errors.values()), ok=outcome.ok,
             p50_ms=percentile(lat, 50), p95_ms=percentile(lat, 95), p99_ms=percentile(lat, 99),
-            errors=dict(outcome.errors), client_cpu_s=cpu, tickets_ran_out=outcome.exhausted,
+            errors=dict(outcome.errors), client_cpu=(cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]),
+            tickets_ran_out=outcome.exhausted,
         )
 
     async def aclose(self) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 from psycopg import AsyncConnection
 
 from bench.drivers import Driver, Run
-from bench.procs import CpuMeter
+from bench.procs import Cpu, CpuMeter
 from bench.seed import count_sessions
 
 PROCESSES = ("postgres", "postgrest", "api", "client")
@@ -37,8 +37,8 @@ class Window:
     def __init__(self, meter: CpuMeter, conn: AsyncConnection[tuple[object, ...]]) -> None:
         self.meter = meter
         self.conn = conn
-        self.cpu0: dict[str, float] = {}
-        self.cpu1: dict[str, float] = {}
+        self.cpu0: dict[str, Cpu] = {}
+        self.cpu1: dict[str, Cpu] = {}
         self.count0 = self.count1 = 0
         self.opened_at = 0.0  # time.time() when opened
 
@@ -56,15 +56,23 @@ class Window:
     def sessions(self) -> int:
         return self.count1 - self.count0
 
-    def cpu_s(self) -> dict[str, float]:
-        return {name: max(0.0, self.cpu1[name] - self.cpu0.get(name, self.cpu1[name])) for name in self.cpu1}
+    def cpu_s(self) -> dict[str, Cpu]:
+        """(user, system) seconds each server used while the window was open."""
+        return {
+            name: (max(0.0, u1 - self.cpu0.get(name, (u1, s1))[0]), max(0.0, s1 - self.cpu0.get(name, (u1, s1))[1]))
+            for name, (u1, s1) in self.cpu1.items()
+        }
 
 
 @dataclass
 class Rep:
     sessions: int
     run: Run
-    cpu_s: dict[str, float]
+    split: dict[str, Cpu]  # (user, system) seconds per process, the load generator as `client`
+
+    @property
+    def cpu_s(self) -> dict[str, float]:
+        return {name: u + s for name, (u, s) in self.split.items()}
 
     @property
     def throughput(self) -> float:
@@ -78,6 +86,7 @@ class Rep:
             **{k: run[k] for k in ("elapsed_s", "requests", "ok", "p50_ms", "p95_ms", "p99_ms", "errors",
                                    "tickets_ran_out")},
             "cpu_s": {k: round(v, 4) for k, v in self.cpu_s.items()},
+            "cpu_system_s": {k: round(s, 4) for k, (_, s) in self.split.items()},
             **run["extra"],
         }
 
@@ -89,7 +98,7 @@ async def run_rep(
     window = Window(meter, conn)
     run = await driver.run(batch, concurrency, duration_s, window)
     cpu = window.cpu_s()
-    cpu["client"] = run.client_cpu_s
+    cpu["client"] = run.client_cpu
     return Rep(window.sessions, run, cpu)
 
 
@@ -111,6 +120,7 @@ def summarise(concurrency: int, reps: list[Rep], client: str) -> dict[str, Any]:
     server = sum(cpu_s[n] for n in names if n != "client")
     per_session["server"] = round(1000 * server / sessions, 3) if sessions else None
     per_session["total"] = round(1000 * (server + cpu_s.get("client", 0.0)) / sessions, 3) if sessions else None
+    system = {n: sum(r.split[n][1] for r in reps if n in r.split) for n in names}
     errors: Counter[str] = Counter()
     for r in reps:
         errors.update(r.run.errors)
@@ -124,6 +134,7 @@ def summarise(concurrency: int, reps: list[Rep], client: str) -> dict[str, Any]:
         "p99_ms": _med([r.run.p99_ms for r in reps]),
         "errors": dict(errors),
         "cpu_ms_per_session": per_session,
+        "system_cpu_ms_per_session": {n: round(1000 * system[n] / sessions, 3) if sessions else None for n in names},
         "cpu_pct": {n: round(100 * cpu_s[n] / elapsed, 1) for n in names} if elapsed else {},
         "tickets_ran_out": any(r.run.tickets_ran_out for r in reps),
         "reps": [r.summary() for r in reps],

@@ -16,8 +16,11 @@ PROC = Path("/proc")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _stat(pid: int) -> tuple[int, float] | None:
-    """(parent pid, CPU seconds of the process and its reaped children), or None if it is gone."""
+Cpu = tuple[float, float]  # (user, system) seconds
+
+
+def _stat(pid: int) -> tuple[int, Cpu] | None:
+    """(parent pid, (user, system) CPU seconds of the process and its reaped children), or None."""
     try:
         data = (PROC / str(pid) / "stat").read_text()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
@@ -26,11 +29,11 @@ def _stat(pid: int) -> tuple[int, float] | None:
     rest = data[data.rindex(")") + 2:].split()
     ppid = int(rest[1])
     utime, stime, cutime, cstime = (int(v) for v in rest[11:15])
-    return ppid, (utime + stime + cutime + cstime) / CLOCK_TICKS
+    return ppid, ((utime + cutime) / CLOCK_TICKS, (stime + cstime) / CLOCK_TICKS)
 
 
-def _all() -> dict[int, tuple[int, float]]:
-    found: dict[int, tuple[int, float]] = {}
+def _all() -> dict[int, tuple[int, Cpu]]:
+    found: dict[int, tuple[int, Cpu]] = {}
     for entry in PROC.iterdir():
         if entry.name.isdigit():
             stat = _stat(int(entry.name))
@@ -39,26 +42,28 @@ def _all() -> dict[int, tuple[int, float]]:
     return found
 
 
-def tree_cpu(root: int, table: Mapping[int, tuple[int, float]] | None = None) -> float:
-    """CPU seconds of `root` and all its descendants (live ones, plus what each has reaped)."""
+def tree_cpu(root: int, table: Mapping[int, tuple[int, Cpu]] | None = None) -> Cpu:
+    """(user, system) CPU seconds of `root` and all its descendants (live ones, plus what each reaped)."""
     table = _all() if table is None else table
     if root not in table:
-        return 0.0
+        return 0.0, 0.0
     children: dict[int, list[int]] = {}
     for pid, (ppid, _) in table.items():
         children.setdefault(ppid, []).append(pid)
-    total, todo = 0.0, [root]
+    user = system = 0.0
+    todo = [root]
     while todo:
         pid = todo.pop()
-        total += table[pid][1]
+        user += table[pid][1][0]
+        system += table[pid][1][1]
         todo.extend(children.get(pid, ()))
-    return total
+    return user, system
 
 
-def own_cpu() -> float:
-    """This process's own CPU seconds (all threads; children not included)."""
+def own_cpu() -> Cpu:
+    """This process's own (user, system) CPU seconds (all threads; children not included)."""
     t = os.times()
-    return t.user + t.system
+    return t.user, t.system
 
 
 class CpuMeter:
@@ -70,6 +75,6 @@ class CpuMeter:
     def with_tree(self, name: str, pid: int | None) -> CpuMeter:
         return CpuMeter({**self.trees, name: pid})
 
-    def read(self) -> dict[str, float]:
+    def read(self) -> dict[str, Cpu]:
         table = _all()
         return {name: tree_cpu(pid, table) for name, pid in self.trees.items()}

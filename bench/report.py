@@ -237,6 +237,15 @@ def markdown(results: dict[str, Any], results_file: Path, chart_name: str) -> st
             f"| {title} | {_fmt(cpu['postgres'], 3)} | {_fmt(cpu['postgrest'], 3)} | {_fmt(cpu['api'], 3)}"
             f" | **{_fmt(cpu['server'], 3)}** | {_fmt(cpu['client'], 3)} | {_fmt(p['throughput'])} |",
         )
+    lines += ["", "Of which system (kernel) time, mostly loopback TCP: a request's bytes are carried through the"
+              " kernel on the sender's CPU, so every HTTP or database round trip costs both ends system time:", "",
+              "| path | postgres | postgrest | api | client |", "|---|---:|---:|---:|---:|"]
+    for name, title in PATH_NAMES.items():
+        p = _point(results, name, 8)
+        if p is None or "system_cpu_ms_per_session" not in p:
+            continue
+        sys_cpu = p["system_cpu_ms_per_session"]
+        lines.append(f"| {title} | " + " | ".join(_fmt(sys_cpu.get(k), 3) for k in PROCESSES) + " |")
     lines += ["", "## Targets", "", "| ratio | value | target | verdict |", "|---|---:|---|---|"]
     texts = {t.key: t.text for t in TARGETS}
     texts["duplicates.B"] = "customers with two active sessions after the race, product path"

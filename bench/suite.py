@@ -53,7 +53,7 @@ QUICK = Settings(
 )
 FULL = Settings(
     mode="full",
-    timing=Timing(warmup_s=2.0, rep_s=5.0, reps=3),
+    timing=Timing(warmup_s=2.0, rep_s=5.0, reps=5),
     concurrencies=(1, 8, 32),
     race=RaceShape(customers=256, attempts=4, concurrency=32),
     scale=(10_000, 1_000_000),
