@@ -1,4 +1,4 @@
-"""`pysvc` command line: the local stack, migrations and the API server.
+"""`pysvc` command line: the local stack, migrations, the API server and operators' tools.
 
 Every failure is one line on stderr naming the cause and the fix, with a non-zero exit code;
 `--debug` (or PYSVC_DEBUG=1) adds the traceback.
@@ -7,14 +7,21 @@ Every failure is one line on stderr naming the cause and the fix, with a non-zer
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import socket
 import sys
 import textwrap
 import traceback
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from pysvc import __version__
+from pysvc.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pysvc.deps import Services
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -124,8 +131,6 @@ def _migrate(args: argparse.Namespace) -> int:
 
 def check_port_free(host: str, port: int) -> None:
     """Fail before start-up, in one line, when the API's address cannot be bound."""
-    from pysvc.errors import ConfigError
-
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
@@ -155,6 +160,88 @@ def _dev(args: argparse.Namespace) -> int:
     check_port_free(args.host, args.port)
     dev(host=args.host, port=args.port, stop_stack=args.stop_stack)
     return 0
+
+
+def duration(text: str) -> timedelta:
+    """`90s`, `10m`, `72h`, `3d`."""
+    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit() or int(text[:-1]) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 90s, 10m, 72h or 3d")
+    return timedelta(**{units[text[-1]]: int(text[:-1])})
+
+
+def _with_services(work: Callable[[Services], Awaitable[int]]) -> int:
+    """Run one piece of operator work with the API's own settings and clients."""
+    from pysvc.deps import Services
+    from pysvc.settings import load_settings
+
+    async def run() -> int:
+        svc = Services.build(load_settings())
+        try:
+            return await work(svc)
+        finally:
+            await svc.aclose()
+
+    return asyncio.run(run())
+
+
+def _sessions_expire(args: argparse.Namespace) -> int:
+    async def work(svc: Services) -> int:
+        urgent = args.urgent_older_than or timedelta(minutes=svc.settings.urgent_session_expiry_minutes)
+        older = args.older_than or timedelta(minutes=svc.settings.session_expiry_minutes)
+        result = await svc.lifecycle.expire(older, urgent)
+        print(f"expired {result['expired']} session(s), {result.get('skipped', 0)} busy (next run takes them)")
+        sent = await svc.outbox.run_once(max_requests=1000)
+        print(f"stripe outbox: {sent['sent']} sent, {sent['retry']} to retry, {sent['failed']} failed")
+        return 0
+
+    return _with_services(work)
+
+
+def _outbox_run(args: argparse.Namespace) -> int:
+    async def work(svc: Services) -> int:
+        if svc.stripe.client is None:
+            raise ConfigError("STRIPE_SECRET_KEY is not set: queued Stripe requests wait until it is")
+        sent = await svc.outbox.run_once(max_requests=args.max)
+        print(f"stripe outbox: {sent['sent']} sent, {sent['retry']} to retry, {sent['failed']} failed")
+        return 1 if sent["failed"] else 0
+
+    return _with_services(work)
+
+
+def _stripe_reconcile(args: argparse.Namespace) -> int:
+    from pysvc import stripe_ops
+
+    async def work(svc: Services) -> int:
+        svc.stripe.require_client()
+        lines = await stripe_ops.reconcile(svc, args.since)
+        print(stripe_ops.table(lines))
+        return 1 if any(line.needs_a_person for line in lines) else 0
+
+    return _with_services(work)
+
+
+def _stripe_replay(args: argparse.Namespace) -> int:
+    from pysvc import stripe_ops
+
+    if not (args.event_ids or args.failed or args.stuck):
+        raise ConfigError("name events to replay (evt_…), or pass --failed and/or --stuck")
+
+    async def work(svc: Services) -> int:
+        lines = await stripe_ops.replay(svc, args.event_ids, failed=args.failed,
+                                        stuck_after=args.older_than if args.stuck else None)
+        print(stripe_ops.table(lines))
+        return 1 if any(line.needs_a_person for line in lines) else 0
+
+    return _with_services(work)
+
+
+def _event_id(text: str) -> str:
+    from pysvc.webhook import EVENT_ID
+
+    if not EVENT_ID.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a Stripe event id (evt_…)")
+    return text
 
 
 # -- parser ----------------------------------------------------------------------------------
@@ -227,6 +314,53 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--stop-stack", action="store_true",
                      help="on exit (Ctrl-C), also stop the stack (`pysvc stack stop`)")
     dev.set_defaults(func=_dev)
+
+    sessions = add(sub, "sessions", "operate on sessions (the expiry sweep)",
+                   "Session maintenance that `pysvc serve` also does in the background.")
+    session_actions = sessions.add_subparsers(title="actions", dest="action", metavar="ACTION", help="one of:")
+    expire = add(session_actions, "expire", "expire pending sessions nobody accepted in time, with refunds",
+                 "One expiry sweep (safe next to other sweeps: no double refunds, no waiting), then one pass of "
+                 "the Stripe outbox to send the refunds. For cron; `pysvc serve` and pg_cron run it too.",
+                 SERVE_SETTINGS)
+    expire.add_argument("--older-than", type=duration, metavar="DURATION",
+                        help="expire pending sessions offered longer ago than this (default: "
+                             "SESSION_EXPIRY_MINUTES, 30m)")
+    expire.add_argument("--urgent-older-than", type=duration, metavar="DURATION",
+                        help="the same for urgent sessions (default: URGENT_SESSION_EXPIRY_MINUTES, 10m)")
+    expire.set_defaults(func=_sessions_expire)
+
+    outbox = add(sub, "outbox", "the Stripe outbox (refunds, checkout expiries)",
+                 "Stripe requests decided in the database, sent once each.")
+    outbox_actions = outbox.add_subparsers(title="actions", dest="action", metavar="ACTION", help="one of:")
+    run = add(outbox_actions, "run", "send what is due once (exit 1 if Stripe refused any)",
+              "Claim due requests (safe next to other workers), send each to Stripe with its idempotency key, "
+              "and record sent / failed (Stripe refused: kept with the reason) / retry (back-off).",
+              SERVE_SETTINGS)
+    run.add_argument("--max", type=int, default=100, help="at most this many requests in this pass")
+    run.set_defaults(func=_outbox_run)
+
+    stripe = add(sub, "stripe", "reconcile with Stripe, replay stored webhook events",
+                 "Operator tools for the paid path; both run the webhook's own idempotent code.")
+    stripe_actions = stripe.add_subparsers(title="actions", dest="action", metavar="ACTION", help="one of:")
+    reconcile = add(stripe_actions, "reconcile",
+                    "fulfil every checkout Stripe completed in a window (exit 1 if one needs a person)",
+                    "List the Checkout Sessions Stripe completed since --since (all pages) and run the same "
+                    "fulfilment as the webhook for each: prints already fulfilled / fulfilled now / refunded / "
+                    "failed (with why). Safe while webhooks flow, and to run again.", SERVE_SETTINGS)
+    reconcile.add_argument("--since", type=duration, default=timedelta(hours=72), metavar="DURATION",
+                           help="how far back to look (Stripe lists events for 30 days; checkouts longer)")
+    reconcile.set_defaults(func=_stripe_reconcile)
+    replay = add(stripe_actions, "replay", "run stored webhook events through the handler again",
+                 "Re-run events from the inbox (stripe_events) through the webhook's handler, whatever "
+                 "they came to before, and print what each came to now. Exit 1 if one still fails.",
+                 SERVE_SETTINGS)
+    replay.add_argument("event_ids", nargs="*", type=_event_id, metavar="EVENT_ID", help="events to replay")
+    replay.add_argument("--failed", action="store_true", help="every event recorded as failed")
+    replay.add_argument("--stuck", action="store_true",
+                        help="every event left `received` (never finished) for longer than --older-than")
+    replay.add_argument("--older-than", type=duration, default=timedelta(minutes=10), metavar="DURATION",
+                        help="what counts as stuck")
+    replay.set_defaults(func=_stripe_replay)
     return parser
 
 

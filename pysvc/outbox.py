@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from pysvc.errors import BackendUnavailable, StripeRefused
+from pysvc.errors import ApiError, StripeRefused
 from pysvc.postgrest import Rpc
 from pysvc.stripe_api import StripeApi
 
@@ -63,14 +63,14 @@ class Outbox:
                 stripe_id = await self._refund(request)
             else:
                 stripe_id = await self.stripe.expire_checkout(request.checkout_session_id, request.idempotency_key)
-        except StripeRefused as exc:
+        except ApiError as exc:
+            if exc.http_status >= 500 and not isinstance(exc, StripeRefused):  # Stripe or we are down
+                backoff = min(2 ** request.attempts * 5, MAX_BACKOFF_SECONDS)
+                await self._finish(request, "retry", error=str(exc), retry_in=f"{backoff} seconds")
+                return "retry"
             log.error("stripe request %s (%s) refused: %s", request.id, request.idempotency_key, exc)
             await self._finish(request, "failed", error=str(exc))
             return "failed"
-        except BackendUnavailable as exc:
-            backoff = min(2 ** request.attempts * 5, MAX_BACKOFF_SECONDS)
-            await self._finish(request, "retry", error=str(exc), retry_in=f"{backoff} seconds")
-            return "retry"
         await self._finish(request, "sent", stripe_object_id=stripe_id)
         return "sent"
 

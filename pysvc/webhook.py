@@ -50,16 +50,14 @@ def verify(payload: bytes, signature: str | None, secret: str) -> dict[str, Any]
 
 
 def parse(text: str) -> Any:
-    """JSON that PostgreSQL's jsonb also accepts: no NaN or Infinity, no lone surrogates, bounded depth."""
+    """JSON that PostgreSQL's jsonb also accepts: no NaN or Infinity, no lone surrogates, no NUL
+    characters, bounded depth."""
     try:
         data = json.loads(text, parse_constant=_refuse_constant)
-        stored = json.dumps(data, ensure_ascii=False).encode()  # a lone surrogate cannot be encoded
-        if b"\x00" in stored:
-            raise ValueError("NUL characters are not storable")
+        json.dumps(data, ensure_ascii=False).encode()  # a lone surrogate cannot be encoded
     except (ValueError, RecursionError, UnicodeEncodeError) as exc:
         raise BadPayload(f"body is not JSON the inbox can store: {type(exc).__name__}") from exc
-    if _depth(data) > MAX_DEPTH:
-        raise BadPayload(f"body nests deeper than {MAX_DEPTH} levels")
+    _check_storable(data, 0)
     return data
 
 
@@ -67,14 +65,19 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _depth(value: Any, level: int = 0) -> int:
+def _check_storable(value: Any, level: int) -> None:
     if level > MAX_DEPTH:
-        return level
-    if isinstance(value, dict):
-        return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
-    if isinstance(value, list):
-        return max((_depth(v, level + 1) for v in value), default=level + 1)
-    return level
+        raise BadPayload(f"body nests deeper than {MAX_DEPTH} levels")
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise BadPayload("body holds a NUL character, which PostgreSQL cannot store")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_storable(key, level)
+            _check_storable(item, level + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_storable(item, level + 1)
 
 
 class Webhook:
