@@ -289,24 +289,42 @@ def _source(results: dict[str, Any]) -> str:
 
 def _api_profile(results: dict[str, Any]) -> list[str]:
     prof = results.get("api_profile")
-    if not prof or "samples" not in prof:
+    if not prof:
         return []
-    lines = ["", "## Where the API's CPU goes per intake (py-spy during D at 8 clients)", "",
-             f"`{prof['tool']}` on `pysvc serve` for {prof['seconds']:.0f} s ({prof['samples']} samples,"
-             f" {prof['sessions']} sessions, {_fmt(prof['throughput'])}/s; the API used"
-             f" {_fmt(prof['api_cpu_ms_per_session'], 3)} ms CPU per session in that run). A sample is charged to the"
-             " innermost non-stdlib package on its stack (a socket write made by httpcore is httpcore's).", "",
-             "| package (innermost) | share | ms per intake |", "|---|---:|---:|"]
-    for row in prof["by_innermost_package"][:12]:
-        lines.append(f"| {row['name']} | {row['share']:.1%} | {_fmt(row['ms_per_session'], 3)} |")
-    lines += ["", "On the stack at all (inclusive; the event loop and uvicorn are under everything):", "",
-              "| package | share | ms per intake |", "|---|---:|---:|"]
-    for row in prof["inclusive_by_package"][:15]:
-        lines.append(f"| {row['name']} | {row['share']:.1%} | {_fmt(row['ms_per_session'], 3)} |")
-    lines += ["", "Top of the stack (self):", "", "| function | share | ms per intake |", "|---|---:|---:|"]
-    for row in prof["self_top"][:12]:
-        name = row["name"].replace("|", "\\|")
-        lines.append(f"| `{name}` | {row['share']:.1%} | {_fmt(row['ms_per_session'], 3)} |")
+    runs = {name: prof.get(name) or {} for name in ("cpu_sampler", "py_spy")}
+    ok = {name: run for name, run in runs.items() if "samples" in run}
+    lines = ["", f"## Where the API's CPU goes per intake (D at {prof['concurrency']} clients)", ""]
+    for name, run in runs.items():
+        if "error" in run:
+            lines.append(f"- {name}: not taken ({run['error']}).")
+    if not ok:
+        return lines
+    lines += [
+        f"Two profiles, each over one more {prof['seconds']:.0f} s run of D: a CPU-time sampler inside a second API"
+        " process (`bench/cpusampler`: ITIMER_PROF, one sample per ms of the process's CPU, so only CPU counts) and"
+        " py-spy attached from outside (wall time while the thread is runnable, so on a busy machine it also"
+        " counts time spent waiting for a core). Shares become ms per intake with the API's CPU per session"
+        f" measured unprofiled at c{prof['concurrency']}: {_fmt(prof['api_cpu_ms_per_session'], 3)} ms. A sample is"
+        " charged to the innermost non-stdlib package on its stack (a socket write made by httpcore is httpcore's).",
+        "",
+    ]
+    names = list(ok)
+    shares = {n: {row["name"]: row for row in ok[n]["by_innermost_package"]} for n in names}
+    packages = list(dict.fromkeys(row for n in names for row in shares[n]))
+    lines += ["| package (innermost) | " + " | ".join(f"{n} share | {n} ms/intake" for n in names) + " |",
+              "|---|" + "---:|---:|" * len(names)]
+    for package in packages[:14]:
+        cells = []
+        for n in names:
+            row = shares[n].get(package)
+            cells += [f"{row['share']:.1%}" if row else "-", _fmt(row["ms_per_session"], 3) if row else "-"]
+        lines.append(f"| {package} | " + " | ".join(cells) + " |")
+    for n in names:
+        lines += ["", f"Top of the stack (self), {n} ({ok[n]['samples']} samples):", "",
+                  "| function | share | ms per intake |", "|---|---:|---:|"]
+        for row in ok[n]["self_top"][:12]:
+            name = row["name"].replace("|", "\\|")
+            lines.append(f"| `{name}` | {row['share']:.1%} | {_fmt(row['ms_per_session'], 3)} |")
     return lines
 
 

@@ -36,8 +36,9 @@ def api_command(port: int) -> list[str]:
 class ApiServer:
     """`pysvc serve` on a free port with the target's settings; stopped (by its own pid) on exit."""
 
-    def __init__(self, target: Target, *, ready_timeout: float = 60.0) -> None:
+    def __init__(self, target: Target, *, ready_timeout: float = 60.0, env: dict[str, str] | None = None) -> None:
         self.target = target
+        self.extra_env = env or {}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ready_timeout = ready_timeout
@@ -58,6 +59,8 @@ class ApiServer:
             "LOG_LEVEL": "WARNING",
             "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
         }
+        for key, value in self.extra_env.items():
+            env[key] = f"{value}{os.pathsep}{env[key]}" if key == "PYTHONPATH" else value
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 api_command(self.port), env=env, stdout=log, stderr=subprocess.STDOUT,

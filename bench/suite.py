@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import os
 import platform
+import signal
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -30,6 +31,7 @@ from bench.target import Target, open_target
 Say = Callable[[str], None]
 PATHS = ("A", "B", "B_py", "C", "D")
 PROFILE_CONCURRENCY = 8
+SAMPLER_DIR = Path(__file__).resolve().parent / "cpusampler"
 
 
 @dataclass(frozen=True)
@@ -207,43 +209,82 @@ class Suite:
                 }
                 self.say(f"  peak RSS during D: {peak.peaks_mb()} MiB (idle {idle.peaks_mb()})")
                 if self.api_profile:
-                    self.results["api_profile"] = await self._api_profile(d, server, api_meter, conn)
+                    self.results["api_profile"] = await self._api_profile(target, seeder, server, api_meter, conn)
             finally:
                 await d.aclose()
 
     async def _api_profile(
-        self, d: WholeApi, server: ApiServer, meter: CpuMeter, conn: AsyncConnection[tuple[object, ...]],
+        self, target: Target, seeder: Seeder, server: ApiServer, meter: CpuMeter,
+        conn: AsyncConnection[tuple[object, ...]],
     ) -> dict[str, Any]:
-        """py-spy on the API during one more D run at c8 (not one of the measured repetitions)."""
+        """Where the API's CPU goes during D at c8, two ways, each in one more run (not one of the measured
+        repetitions): py-spy attached from outside, and a CPU-time sampler inside a second API process.
+        Shares are turned into ms per intake with the API's CPU per session measured unprofiled at c8."""
+        point = self.results["paths"]["D"].get(f"c{PROFILE_CONCURRENCY}") or {}
+        api_ms = point.get("cpu_ms_per_session", {}).get("api")
+        rate = max(float(point.get("throughput") or 500.0), 50.0)
+        seconds = self.settings.profile_s
+        found: dict[str, Any] = {"api_cpu_ms_per_session": api_ms, "concurrency": PROFILE_CONCURRENCY,
+                                 "seconds": seconds}
+        with tempfile.TemporaryDirectory(prefix="pysvc-bench-profile-") as tmp:
+            d = WholeApi(seeder, server.url, target.jwt_secret)
+            try:
+                found["py_spy"] = await self._py_spy(d, server, meter, conn, Path(tmp) / "py-spy.raw", rate, api_ms)
+            finally:
+                await d.aclose()
+            out = Path(tmp) / "sampler.raw"
+            env = {"PYTHONPATH": str(SAMPLER_DIR), "PYSVC_BENCH_CPU_PROFILE": str(out)}
+            with ApiServer(target, env=env) as sampled:
+                assert sampled.pid is not None
+                d = WholeApi(seeder, sampled.url, target.jwt_secret)
+                sampled_meter = meter.with_tree("api", sampled.pid)
+                try:
+                    warm = await d.prepare(int(rate * 2 * 2) + 64)
+                    await run_rep(d, warm, PROFILE_CONCURRENCY, 2.0, sampled_meter, conn)
+                    batch = await d.prepare(int(rate * seconds * 2) + 64)
+                    os.kill(sampled.pid, signal.SIGUSR1)
+                    rep = await run_rep(d, batch, PROFILE_CONCURRENCY, seconds, sampled_meter, conn)
+                    os.kill(sampled.pid, signal.SIGUSR2)
+                    for _ in range(50):
+                        if out.exists():
+                            break
+                        await asyncio.sleep(0.1)
+                finally:
+                    await d.aclose()
+            if out.exists():
+                found["cpu_sampler"] = {
+                    "tool": "ITIMER_PROF sampler (bench/cpusampler), 1 sample per ms of the API's CPU",
+                    "sessions": rep.sessions, "throughput": round(rep.throughput, 1),
+                    **profile.summarise(out.read_text(), api_ms),
+                }
+            else:
+                found["cpu_sampler"] = {"error": "the sampled API wrote no profile"}
+        for name in ("py_spy", "cpu_sampler"):
+            top = found[name].get("by_innermost_package") or []
+            self.say(f"  API profile ({name}): " + ", ".join(f"{r['name']} {r['share']:.0%}" for r in top[:7]))
+        return found
+
+    async def _py_spy(
+        self, d: WholeApi, server: ApiServer, meter: CpuMeter, conn: AsyncConnection[tuple[object, ...]],
+        out: Path, rate: float, api_ms: float | None,
+    ) -> dict[str, Any]:
         assert server.pid is not None
         seconds = self.settings.profile_s
-        point = self.results["paths"]["D"].get(f"c{PROFILE_CONCURRENCY}") or {}
-        rate = max(float(point.get("throughput") or 500.0), 50.0)
         batch = await d.prepare(int(rate * (seconds + 1) * 2) + 64)
-        with tempfile.TemporaryDirectory(prefix="pysvc-bench-pyspy-") as tmp:
-            out = Path(tmp) / "api.raw"
-            try:
-                spy = profile.start(server.pid, out, seconds + 1)
-            except FileNotFoundError as exc:
-                self.say(f"  API profile not taken: {exc}")
-                return {"error": str(exc)}
-            await asyncio.sleep(0.5)  # attached before the load starts
-            rep = await run_rep(d, batch, PROFILE_CONCURRENCY, seconds, meter, conn)
-            spy_out, _ = await asyncio.to_thread(spy.communicate)
-            if spy.returncode != 0 or not out.exists():
-                why = spy_out.decode(errors="replace").strip()[-500:]
-                self.say(f"  API profile not taken: py-spy exited with {spy.returncode}: {why}")
-                return {"error": why}
-            api_ms = 1000 * rep.cpu_s.get("api", 0.0) / rep.sessions if rep.sessions else None
-            found = profile.summarise(out.read_text(), api_ms)
-        found.update({
-            "tool": "py-spy record --nonblocking --function --format raw",
-            "concurrency": PROFILE_CONCURRENCY, "seconds": seconds, "sessions": rep.sessions,
-            "throughput": round(rep.throughput, 1), "api_cpu_ms_per_session": round(api_ms, 3) if api_ms else None,
-        })
-        self.say(f"  API profile: {found['samples']} samples, API {found['api_cpu_ms_per_session']} ms/session; top: "
-                 + ", ".join(f"{r['name']} {r['share']:.0%}" for r in found["by_innermost_package"][:6]))
-        return found
+        try:
+            spy = profile.start(server.pid, out, seconds + 1)
+        except FileNotFoundError as exc:
+            return {"error": str(exc)}
+        await asyncio.sleep(0.5)  # attached before the load starts
+        rep = await run_rep(d, batch, PROFILE_CONCURRENCY, seconds, meter, conn)
+        spy_out, _ = await asyncio.to_thread(spy.communicate)
+        if spy.returncode != 0 or not out.exists():
+            return {"error": f"py-spy exited with {spy.returncode}: {spy_out.decode(errors='replace').strip()[-500:]}"}
+        return {
+            "tool": "py-spy record --nonblocking --function --format raw (wall time while runnable)",
+            "sessions": rep.sessions, "throughput": round(rep.throughput, 1),
+            **profile.summarise(out.read_text(), api_ms),
+        }
 
     # -- database profile ----------------------------------------------------------------------
     async def _db_profile(
