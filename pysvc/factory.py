@@ -8,7 +8,7 @@ request. Refusals arrive as the classes in `pysvc.errors`, with the status the S
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from postgrest import AsyncPostgrestClient
@@ -18,6 +18,9 @@ from pysvc.enums import CHECKOUT_ID, PLAN_CODE, PaymentMethod, RoutingType, Sess
 from pysvc.errors import InvalidParams
 from pysvc.metrics import Metrics
 from pysvc.postgrest import Rpc, connect
+
+if TYPE_CHECKING:
+    from supabase import AsyncClient, Client
 
 RPC = "create_session_record"
 
@@ -74,6 +77,21 @@ class SessionFactory:
     def from_client(cls, client: AsyncPostgrestClient) -> SessionFactory:
         """From any postgrest-py async client, e.g. a `supabase` client's: `from_client(sb.postgrest)`."""
         return cls(Rpc(client))
+
+    @classmethod
+    def from_supabase(cls, client: AsyncClient | Client) -> SessionFactory:
+        """From the `supabase` client a backend already holds (made with the service_role key):
+
+            supabase = await acreate_client(SUPABASE_URL, SUPABASE_SERVICE_ROLE_KEY)
+            factory = SessionFactory.from_supabase(supabase)
+            result = await factory.create_session_record(params)
+        """
+        postgrest = client.postgrest
+        if isinstance(postgrest, AsyncPostgrestClient):
+            return cls.from_client(postgrest)
+        # A sync client: the same URL and keys, in an async client of our own.
+        return cls.from_client(AsyncPostgrestClient(str(postgrest.base_url), headers=dict(postgrest.headers),
+                                                    retry_enabled=False))
 
     @classmethod
     def connect(cls, rest_url: str, service_role_key: str) -> SessionFactory:

@@ -205,7 +205,7 @@ def running_api(settings: Settings) -> Iterator[str]:
 
 def api_settings(stack: StackInfo, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
-        "supabase_rest_url": stack.rest_url,
+        "supabase_url": stack.supabase_url,  # through the gateway, as on hosted Supabase
         "supabase_service_role_key": stack.service_role_key,
         "supabase_jwt_secret": stack.jwt_secret,
         "background_interval_seconds": 0,  # tests drive the sweep and the outbox themselves
