@@ -1,4 +1,4 @@
-"""`pysvc dev`: the local stack, a demo customer and the API on it (what `make run` starts)."""
+"""`pysvc dev`: the local stack, a demo customer and mechanic, and the API on it (what `make run` starts)."""
 
 from __future__ import annotations
 
@@ -42,13 +42,18 @@ def _serve(info: StackInfo, host: str, port: int) -> None:
         supabase_jwt_secret=info.jwt_secret,
         public_base_url=f"http://{host}:{port}",
     )
-    customer = _dev_customer(info.database_url)
+    customer, mechanic = _demo_users(info.database_url)
     token = mint_key(info.jwt_secret, "authenticated", lifetime=24 * 3600, sub=str(customer), aud="authenticated")
+    mech = mint_key(info.jwt_secret, "authenticated", lifetime=24 * 3600, sub=str(mechanic), aud="authenticated")
     base = f"http://{host}:{port}"
     print(
         f"\nAPI        {base}  (OpenAPI: {base}/docs)\n"
         f"customer   {customer}\n"
-        f"token      {token}\n\n"
+        f"mechanic   {mechanic}\n\n"
+        f"for the README's walkthrough, in your shell:\n"
+        f"  API={base}\n"
+        f"  TOKEN={token}\n"
+        f"  MECH={mech}\n\n"
         f"try a free intake, then ask for the active session:\n"
         f"  curl -s -X POST {base}/api/intake/start -H 'Authorization: Bearer {token}'"
         f" -H 'Content-Type: application/json' -d '{{\"plan\": \"free\", \"concern\": \"brakes squeal\"}}'\n"
@@ -60,12 +65,21 @@ def _serve(info: StackInfo, host: str, port: int) -> None:
     serve(host, port, settings)
 
 
-def _dev_customer(database_url: str) -> UUID:
-    """A fixed demo customer in the local stack's auth.users, so the printed token works."""
-    customer = UUID("00000000-0000-4000-8000-00000000c0de")
+DEMO_CUSTOMER = UUID("00000000-0000-4000-8000-00000000c0de")
+DEMO_MECHANIC = UUID("00000000-0000-4000-8000-00000000beef")
+
+
+def _demo_users(database_url: str) -> tuple[UUID, UUID]:
+    """A fixed demo customer and an active (specialist) mechanic, so the printed tokens work."""
     with migrate.connect(database_url) as conn:
         conn.execute(
-            "insert into auth.users (id, email) values (%s, 'demo@example.com') on conflict (id) do nothing",
-            (customer,),
+            "insert into auth.users (id, email) values (%s, 'demo@example.com'), (%s, 'mechanic@example.com')"
+            " on conflict (id) do nothing",
+            (DEMO_CUSTOMER, DEMO_MECHANIC),
         )
-    return customer
+        conn.execute(
+            "insert into public.mechanics (user_id, display_name, is_specialist, active)"
+            " values (%s, 'Demo Mechanic', true, true) on conflict (user_id) do update set active = true",
+            (DEMO_MECHANIC,),
+        )
+    return DEMO_CUSTOMER, DEMO_MECHANIC
