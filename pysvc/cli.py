@@ -150,7 +150,7 @@ def _serve(args: argparse.Namespace) -> int:
     from pysvc.api import serve
 
     check_port_free(args.host, args.port)
-    serve(host=args.host, port=args.port)
+    serve(host=args.host, port=args.port, workers=args.workers)
     return 0
 
 
@@ -310,6 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (serve, dev):
         p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
         p.add_argument("--port", type=int, default=8000, help="port to listen on")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="processes sharing the port: more throughput where cores are idle, the same CPU "
+                            "per request (docs/benchmarks.md)")
     serve.set_defaults(func=_serve)
     dev.add_argument("--stop-stack", action="store_true",
                      help="on exit (Ctrl-C), also stop the stack (`pysvc stack stop`)")
