@@ -6,11 +6,8 @@ row), so they never need truncation and can read whatever they wrote.
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import tempfile
-import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,14 +16,13 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-import uvicorn
 from psycopg.rows import dict_row
 
-from pysvc.api import create_app
-from pysvc.local.stack import Stack, StackInfo, free_port, mint_key
+from pysvc.local.stack import Stack, StackInfo, mint_key
 from pysvc.settings import Settings
 from tests.stripe_stub import StripeStub
-from tests.stripe_stub import serve as serve_stub
+from tests.utils.app import api_settings, running_api
+from tests.utils.stripe import WEBHOOK_SECRET, stripe_stub_server
 
 
 @pytest.fixture(scope="session")
@@ -173,45 +169,10 @@ def counts(db: psycopg.Connection[dict[str, Any]]) -> Callable[[uuid.UUID], dict
     return _counts
 
 
-WEBHOOK_SECRET = "whsec_test_" + "s3cr3t" * 6
-
-
 @pytest.fixture(scope="session")
 def stripe_stub() -> Iterator[StripeStub]:
-    stub = StripeStub()
-    server = serve_stub(stub)
-    stub.base_url = f"http://127.0.0.1:{server.server_address[1]}"
-    yield stub
-    server.shutdown()
-
-
-@contextlib.contextmanager
-def running_api(settings: Settings) -> Iterator[str]:
-    """The real FastAPI app on uvicorn, on a free port, driven over real HTTP."""
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None, access_log=False),
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "API did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
-
-
-def api_settings(stack: StackInfo, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "supabase_url": stack.supabase_url,  # through the gateway, as on hosted Supabase
-        "supabase_service_role_key": stack.service_role_key,
-        "supabase_jwt_secret": stack.jwt_secret,
-        "background_interval_seconds": 0,  # tests drive the sweep and the outbox themselves
-        **overrides,
-    }
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    with stripe_stub_server() as stub:
+        yield stub
 
 
 @pytest.fixture(scope="session")

@@ -19,8 +19,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from pysvc.local.stack import StackInfo, free_port, mint_key
-from tests.conftest import WEBHOOK_SECRET, api_settings, running_api
 from tests.stripe_stub import StripeStub, event, sign
+from tests.utils.app import api_settings, running_api
+from tests.utils.stripe import WEBHOOK_SECRET, bearer, deliver
 
 Db = psycopg.Connection[dict[str, Any]]
 Token = Callable[[uuid.UUID], str]
@@ -29,18 +30,6 @@ Counts = Callable[[uuid.UUID], dict[str, int]]
 JSON = {"Accept": "application/json"}
 NOTHING = {"sessions": 0, "participants": 0, "assignments": 0, "events": 0, "debits": 0}
 ONE_SESSION = {"sessions": 1, "participants": 1, "assignments": 1, "events": 1, "debits": 0}
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def deliver(api: httpx.Client, evt: dict[str, Any], *, secret: str = WEBHOOK_SECRET, **kw: Any) -> httpx.Response:
-    payload = json.dumps(evt).encode()
-    return api.post(
-        "/api/stripe/webhook", content=payload,
-        headers={"Stripe-Signature": sign(payload, secret, **kw), "Content-Type": "application/json"},
-    )
 
 
 def stored_events(db: Db) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -11,28 +10,12 @@ from typing import Any
 import httpx
 import psycopg
 
-from pysvc.outbox import Outbox
-from pysvc.postgrest import Rpc, connect
 from pysvc.settings import Settings
-from pysvc.stripe_api import StripeApi
 from tests.stripe_stub import StripeStub, event
-from tests.test_api import bearer, deliver
+from tests.utils.stripe import bearer, deliver, run_outbox
 
 Db = psycopg.Connection[dict[str, Any]]
 Token = Callable[[uuid.UUID], str]
-
-
-def run_outbox(settings: Settings) -> dict[str, int]:
-    """One pass of the outbox worker, as `pysvc serve` runs it in the background."""
-
-    async def once() -> dict[str, int]:
-        rpc = Rpc(connect(settings.rest_url, settings.supabase_service_role_key.get_secret_value()))
-        try:
-            return await Outbox(rpc, StripeApi(settings)).run_once(max_requests=100)
-        finally:
-            await rpc.aclose()
-
-    return asyncio.run(once())
 
 
 def free_session(api: httpx.Client, token: str) -> str:

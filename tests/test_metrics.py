@@ -13,9 +13,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pysvc.local.stack import StackInfo
-from tests.conftest import api_settings, running_api
 from tests.stripe_stub import event
-from tests.test_api import bearer, deliver
+from tests.utils.app import api_settings, running_api
+from tests.utils.stripe import bearer, deliver
 
 Db = psycopg.Connection[dict[str, Any]]
 Token = Callable[[uuid.UUID], str]

@@ -4,7 +4,6 @@ signatures; only Stripe's API is the local stub."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -20,42 +19,14 @@ import httpx
 import psycopg
 import pytest
 
-from pysvc.outbox import Outbox
-from pysvc.postgrest import Rpc, connect
 from pysvc.settings import Settings
-from pysvc.stripe_api import StripeApi
-from tests.conftest import WEBHOOK_SECRET
-from tests.stripe_stub import StripeStub, event, fixture, sign
-from tests.stripe_stub import serve as serve_stub
+from tests.stripe_stub import StripeStub, event, fixture
+from tests.utils.stripe import WEBHOOK_SECRET, bearer, deliver, deliver_raw, run_outbox, stripe_stub_server
 
 Db = psycopg.Connection[dict[str, Any]]
 Token = Callable[[uuid.UUID], str]
 Counts = Callable[[uuid.UUID], dict[str, int]]
 PaidCheckout = Callable[..., dict[str, Any]]
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def deliver(api: httpx.Client, evt: dict[str, Any]) -> httpx.Response:
-    return deliver_raw(api, json.dumps(evt).encode())
-
-
-def deliver_raw(api: httpx.Client, payload: bytes) -> httpx.Response:
-    return api.post("/api/stripe/webhook", content=payload,
-                    headers={"Stripe-Signature": sign(payload, WEBHOOK_SECRET), "Content-Type": "application/json"})
-
-
-def run_outbox(settings: Settings) -> dict[str, int]:
-    async def once() -> dict[str, int]:
-        rpc = Rpc(connect(settings.rest_url, settings.supabase_service_role_key.get_secret_value()))
-        try:
-            return await Outbox(rpc, StripeApi(settings)).run_once(max_requests=100)
-        finally:
-            await rpc.aclose()
-
-    return asyncio.run(once())
 
 
 def charge(checkout: dict[str, Any], refunded: int, **fields: Any) -> dict[str, Any]:
@@ -230,11 +201,8 @@ def test_a_hostile_but_signed_event_is_refused_or_recorded_as_failed_never_5xx(
 @pytest.fixture
 def own_stripe() -> Iterator[StripeStub]:
     """A Stripe of this test's own: its list holds only this test's checkouts."""
-    stub = StripeStub()
-    server = serve_stub(stub)
-    stub.base_url = f"http://127.0.0.1:{server.server_address[1]}"
-    yield stub
-    server.shutdown()
+    with stripe_stub_server() as stub:
+        yield stub
 
 
 def pysvc(settings: Settings, stub_url: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

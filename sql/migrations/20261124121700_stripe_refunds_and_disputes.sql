@@ -1,6 +1,26 @@
 -- Refunds and disputes made outside the service (the Stripe dashboard, the bank) reach the session
 -- they paid for, matched through the payment intent, under the same per-customer lock.
 
+create or replace function private.lock_paid_session(payment_intent text) returns public.sessions
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_session public.sessions%rowtype;
+begin
+  select s.* into v_session
+  from public.sessions s
+  where s.metadata ->> 'payment_intent' = lock_paid_session.payment_intent;
+  if not found then
+    return null;
+  end if;
+  return private.lock_session(v_session.id);
+end;
+$$;
+comment on function private.lock_paid_session(text) is
+  'The session a payment intent paid for, locked as every transition locks it; null when no '
+  'session was bought with it (a charge of something else, or one reconcile has not reached yet).';
+
 create or replace function public.record_charge_refund(
   payment_intent text,
   amount integer,
@@ -19,13 +39,10 @@ begin
   if payment_intent is null or amount is null or amount_refunded is null then
     perform private.raise_api_error(422, 'MISSING_FIELD', 'payment_intent, amount and amount_refunded are required');
   end if;
-  select s.* into v_session
-  from public.sessions s
-  where s.metadata ->> 'payment_intent' = record_charge_refund.payment_intent;
-  if not found then
+  v_session := private.lock_paid_session(payment_intent);
+  if v_session.id is null then
     return pg_catalog.jsonb_build_object('session_id', null, 'cancelled', false);
   end if;
-  v_session := private.lock_session(v_session.id);
 
   -- The money is already back: claim the checkout's refund as sent, so nothing sends another.
   if v_full then
@@ -79,13 +96,10 @@ begin
   if payment_intent is null or dispute_id is null then
     perform private.raise_api_error(422, 'MISSING_FIELD', 'payment_intent and dispute_id are required');
   end if;
-  select s.* into v_session
-  from public.sessions s
-  where s.metadata ->> 'payment_intent' = record_charge_dispute.payment_intent;
-  if not found then
+  v_session := private.lock_paid_session(payment_intent);
+  if v_session.id is null then
     return pg_catalog.jsonb_build_object('session_id', null);
   end if;
-  v_session := private.lock_session(v_session.id);
   if not exists (select 1 from public.session_events e
                  where e.session_id = v_session.id and e.event_type = 'disputed'
                    and e.metadata ->> 'dispute_id' = dispute_id) then
