@@ -72,7 +72,7 @@ def create_app(settings: Settings) -> FastAPI:
         svc = app.state.services = Services.build(settings)
         worker = None
         if settings.background_interval_seconds > 0:
-            worker = asyncio.create_task(background.run_forever(settings, svc.lifecycle, svc.outbox))
+            worker = asyncio.create_task(background.run_forever(svc))
         yield
         if worker is not None:
             worker.cancel()

@@ -540,3 +540,20 @@ def test_healthz_answers_503_at_once_while_postgrest_is_down(stack: StackInfo) -
     assert (r.status_code, r.json()["code"], head.status_code) == (503, "BACKEND_UNAVAILABLE", 503)
     assert "PostgREST" in r.json()["error"]
     assert took < 1.5
+
+
+def test_a_jwks_that_cannot_be_fetched_is_our_outage_503_not_the_callers_401(
+    stack: StackInfo, customer: uuid.UUID,
+) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    claims = {"sub": str(customer), "role": "authenticated", "aud": "authenticated", "exp": int(time.time()) + 600}
+    token = jwt.encode(claims, key, algorithm="ES256", headers={"kid": "k1"})
+    settings = api_settings(stack, supabase_jwt_secret=None,
+                            supabase_jwks_url=f"http://127.0.0.1:{free_port()}/jwks.json")
+    with running_api(settings) as base, httpx.Client(base_url=base) as client:
+        r = client.post("/api/intake/start", json={"plan": "free"}, headers=bearer(token))
+        unauthenticated = client.post("/api/intake/start", json={"plan": "free"})
+
+    assert (r.status_code, r.json()["code"]) == (503, "AUTH_UNAVAILABLE")
+    assert "Connection refused" not in r.text
+    assert unauthenticated.headers["www-authenticate"] == "Bearer"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -10,8 +11,10 @@ from typing import Any
 import httpx
 import psycopg
 
+from pysvc.local.stack import StackInfo
 from pysvc.settings import Settings
 from tests.stripe_stub import StripeStub, event
+from tests.utils.app import api_settings, running_api
 from tests.utils.stripe import bearer, deliver, run_outbox
 
 Db = psycopg.Connection[dict[str, Any]]
@@ -136,3 +139,21 @@ def test_credits_buy_a_session_at_once_and_come_back_on_cancel(
         402, "INSUFFICIENT_CREDITS", 3, 0)
     assert bought.status_code == 200
     assert (spent, api.get("/api/credits", headers=me).json()["balance"]) == (2, 5)
+
+
+def test_serve_expires_unaccepted_sessions_by_itself(
+    stack: StackInfo, db: Db, customer: uuid.UUID, user_token: Token,
+) -> None:
+    settings = api_settings(stack, background_interval_seconds=0.2)
+    with running_api(settings) as base, httpx.Client(base_url=base) as api:
+        session_id = free_session(api, user_token(customer))
+        db.execute("update public.session_assignments set offered_at = now() - interval '1 hour'"
+                   " where session_id = %s", (session_id,))
+        deadline = time.monotonic() + 10
+        me = bearer(user_token(customer))
+        while api.get(f"/api/sessions/{session_id}", headers=me).json()["status"] != "expired":
+            assert time.monotonic() < deadline, "the background sweep did not expire the session"
+            time.sleep(0.2)
+        again = api.post("/api/intake/start", json={"plan": "free"}, headers=bearer(user_token(customer)))
+
+    assert again.status_code == 200
