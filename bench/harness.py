@@ -158,3 +158,34 @@ async def measure(
         rate = max(rate, rep.throughput)
         reps.append(rep)
     return summarise(concurrency, reps, driver.client)
+
+
+@dataclass
+class Arm:
+    """One of several setups measured turn about (the same driver kind against different stacks)."""
+
+    driver: Driver[Any]
+    meter: CpuMeter
+    conn: AsyncConnection[tuple[object, ...]]
+
+
+async def measure_interleaved(
+    arms: list[Arm], concurrency: int, timing: Timing, *, rate_guess: float = 3000.0,
+) -> list[dict[str, Any]]:
+    """Like `measure`, for several arms whose repetitions alternate (arm 1, arm 2, arm 1, ...), so a
+    change in the machine's other load falls on all of them alike and their ratio stays fair."""
+    rates: list[float] = []
+    for arm in arms:
+        seconds = timing.warmup_s + arm.driver.extra_s
+        batch = await arm.driver.prepare(max(4 * concurrency, math.ceil(rate_guess * seconds * 1.5)))
+        warm = await run_rep(arm.driver, batch, concurrency, timing.warmup_s, arm.meter, arm.conn)
+        rates.append(max(warm.throughput, rate_guess if warm.run.tickets_ran_out else 50.0))
+    reps: list[list[Rep]] = [[] for _ in arms]
+    for _ in range(timing.reps):
+        for i, arm in enumerate(arms):
+            need = math.ceil(rates[i] * (timing.rep_s + arm.driver.extra_s) * 2) + 4 * concurrency
+            batch = await arm.driver.prepare(need)
+            rep = await run_rep(arm.driver, batch, concurrency, timing.rep_s, arm.meter, arm.conn)
+            rates[i] = max(rates[i], rep.throughput)
+            reps[i].append(rep)
+    return [summarise(concurrency, r, arm.driver.client) for r, arm in zip(reps, arms, strict=True)]

@@ -371,7 +371,7 @@ def _scale(results: dict[str, Any]) -> list[str]:
         return []
     lines = ["", f"## Scale: B at concurrency {scale['concurrency']} by existing sessions", "",
              "Finished sessions (each with its participant, assignment and event) seeded set-based;"
-             " VACUUM ANALYZE and CHECKPOINT before measuring.", "",
+             f" VACUUM ANALYZE and CHECKPOINT before measuring; {scale.get('method', 'sequential')}.", "",
              "| existing sessions | sessions/s | p50 ms | p95 ms | p99 ms | server CPU ms/session"
              " | RPC in the database: mean / max ms |",
              "|---:|---:|---:|---:|---:|---:|---:|"]

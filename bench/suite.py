@@ -21,12 +21,12 @@ from psycopg import AsyncConnection
 
 from bench import diagnose, paths, profile, seed
 from bench.drivers import Driver, Pgbench, PythonClient, RpcOverPostgrest, WholeApi
-from bench.harness import Timing, measure, run_rep
+from bench.harness import Arm, Timing, measure, measure_interleaved, run_rep
 from bench.procs import CpuMeter
 from bench.race import RaceShape, refused_by_index, run_race
 from bench.seed import Seeder
 from bench.server import ApiServer, PeakRss
-from bench.target import Target, open_target
+from bench.target import Target, open_target, own_stack
 
 Say = Callable[[str], None]
 PATHS = ("A", "B", "B_py", "C", "D")
@@ -313,31 +313,65 @@ class Suite:
     async def _scale(
         self, target: Target, seeder: Seeder, conn: AsyncConnection[tuple[object, ...]], meter: CpuMeter,
     ) -> None:
+        """B at c8 with few and with many existing sessions. On our own stack the large table lives in a
+        second stack of its own and the two are measured turn about, repetition by repetition, so the
+        machine's other load cannot pass for an effect of the table's size. An external target is
+        measured small, then topped up and measured large."""
         c = self.settings.scale_concurrency
+        small, large = self.settings.scale
         removed = await seed.delete_run_sessions(conn, self.tag)
         self.say(f"- scale: removed this run's {removed:,} sessions; B at c{c} by table size")
-        scale: dict[str, Any] = {}
-        b = RpcOverPostgrest(seeder, target.rest_url, target.service_role_key)
-        try:
-            for size in self.settings.scale:
-                existing = await seed.seed_history(conn, self.tag, size, self.say)
-                tracked = await diagnose.ensure_pg_stat_statements(conn)
-                point = await measure(b, c, self.settings.timing, meter, conn)
-                point["existing_sessions"] = existing
-                if tracked:
-                    point["database"] = (await diagnose.statement_profile(conn, 0, limit=1, like="%pgrst_source%"))[
-                        "statements"
-                    ]
-                probe = (await seeder.pairs(1))[0]
-                point["explain"] = await diagnose.explain_lookups(conn, probe)
-                scale[scale_label(size)] = point
-                self.say(
-                    f"  B c{c} at {existing:,} sessions: {point['throughput']}/s"
-                    f"  p50 {point['p50_ms']}  p95 {point['p95_ms']}  p99 {point['p99_ms']} ms",
-                )
-        finally:
-            await b.aclose()
-        self.results["scale"] = {"concurrency": c, "path": "B", "points": scale}
+        if not target.own:
+            points = {}
+            for size in (small, large):
+                b = RpcOverPostgrest(seeder, target.rest_url, target.service_role_key)
+                try:
+                    rows = await seed.seed_history(conn, self.tag, size, self.say)
+                    await diagnose.ensure_pg_stat_statements(conn)
+                    point = await measure(b, c, self.settings.timing, meter, conn)
+                finally:
+                    await b.aclose()
+                points[scale_label(size)] = await self._scale_point(point, rows, conn, seeder)
+            self.results["scale"] = {"concurrency": c, "path": "B", "method": "sequential", "points": points}
+            return
+        with own_stack(self.say) as big:
+            async with await AsyncConnection.connect(big.database_url, autocommit=True) as big_conn:
+                big_seeder = Seeder(big_conn, self.tag)
+                arms_setup = [(target, conn, seeder, meter, small),
+                              (big, big_conn, big_seeder,
+                               CpuMeter({"postgres": big.postgres_pid, "postgrest": big.postgrest_pid}), large)]
+                arms: list[Arm] = []
+                existing: list[int] = []
+                try:
+                    for t, cn, sd, m, size in arms_setup:
+                        existing.append(await seed.seed_history(cn, self.tag, size, self.say))
+                        await diagnose.ensure_pg_stat_statements(cn)
+                        arms.append(Arm(RpcOverPostgrest(sd, t.rest_url, t.service_role_key), m, cn))
+                    measured = await measure_interleaved(arms, c, self.settings.timing)
+                finally:
+                    for arm in arms:
+                        await arm.driver.aclose()
+                points = {}
+                for point, n, (_, cn, sd, _, size) in zip(measured, existing, arms_setup, strict=True):
+                    points[scale_label(size)] = await self._scale_point(point, n, cn, sd)
+        self.results["scale"] = {
+            "concurrency": c, "path": "B", "points": points,
+            "method": "two stacks of our own, measured turn about (repetitions interleaved)",
+        }
+
+    async def _scale_point(
+        self, point: dict[str, Any], existing: int, conn: AsyncConnection[tuple[object, ...]], seeder: Seeder,
+    ) -> dict[str, Any]:
+        point["existing_sessions"] = existing
+        point["database"] = (await diagnose.statement_profile(conn, 0, limit=1, like="%pgrst_source%"))["statements"]
+        probe = (await seeder.pairs(1))[0]
+        point["explain"] = await diagnose.explain_lookups(conn, probe)
+        self.say(
+            f"  B c{point['concurrency']} at {existing:,} sessions: {point['throughput']}/s"
+            f"  p50 {point['p50_ms']}  p95 {point['p95_ms']}  p99 {point['p99_ms']} ms"
+            f"  server CPU {point['cpu_ms_per_session']['server']} ms/session",
+        )
+        return point
 
 
 def machine_info() -> dict[str, Any]:
