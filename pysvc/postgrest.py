@@ -14,6 +14,7 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import httpx
+from httpx_aiohttp import AiohttpTransport
 from postgrest import AsyncPostgrestClient
 from postgrest.exceptions import APIError
 
@@ -43,9 +44,11 @@ def service_headers(service_role_key: str) -> dict[str, str]:
 def connect(rest_url: str, service_role_key: str, *, timeout: float = 10.0) -> AsyncPostgrestClient:
     """One keep-alive connection pool to PostgREST, shared by everything in a process."""
     headers = service_headers(service_role_key)
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
     http = httpx.AsyncClient(
-        base_url=rest_url, headers=headers, timeout=timeout,
-        limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
+        base_url=rest_url, headers=headers, timeout=timeout, limits=limits,
+        # aiohttp under httpx: the same API, a third of the CPU per call (docs/benchmarks.md)
+        transport=AiohttpTransport(limits=limits),
     )
     return AsyncPostgrestClient(rest_url, headers=headers, http_client=http, retry_enabled=False)
 
