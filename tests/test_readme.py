@@ -1,0 +1,87 @@
+"""The README's "Try it" works as written: `pysvc dev` in a fresh home, the API/TOKEN/MECH lines it
+prints pasted in place of the README's, and the README's ```sh block run by bash."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pysvc.local.stack import PROJECT_ROOT, free_port
+
+PYSVC = [sys.executable, "-m", "pysvc"]
+PASTED = re.compile(r"^(API|TOKEN|MECH)=")
+UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+
+
+def try_it_blocks(readme: str) -> list[str]:
+    """The ```sh blocks of the README's "Try it" section."""
+    section = readme.split("\n## Try it\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^```sh\n(.*?)^```$", section, flags=re.M | re.S)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """No Supabase or Stripe settings of the caller's: `pysvc dev` must need none."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("SUPABASE_", "STRIPE_")) and k not in ("DATABASE_URL", "API", "TOKEN", "MECH")}
+    return {**env, **extra}
+
+
+def test_the_readme_walkthrough_works_as_written(tmp_path: Path) -> None:
+    blocks = try_it_blocks((PROJECT_ROOT / "README.md").read_text())
+    assert blocks, "README.md has no ```sh block under ## Try it"
+    script = "\n".join(blocks)
+    assert {m.group(1) for m in re.finditer(r"^(API|TOKEN|MECH)=", script, flags=re.M)} == {"API", "TOKEN", "MECH"}
+    assert "127.0.0.1:8000/api" not in script and "localhost" not in script, "use $API, not a fixed address"
+
+    port = free_port()
+    env = clean_env(PYSVC_HOME=str(tmp_path / "home"), PYSVC_DB_PORT="0", PYSVC_REST_PORT="0",
+                    PYSVC_GATEWAY_PORT="0")
+    proc = subprocess.Popen([*PYSVC, "dev", "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=env, cwd=tmp_path)
+    try:
+        assert proc.stdout is not None
+        output = ""
+        deadline = time.monotonic() + 90
+        while "Application startup complete" not in output:
+            assert time.monotonic() < deadline and proc.poll() is None, output
+            output += proc.stdout.readline()
+        printed = re.findall(r"^  ((?:API|TOKEN|MECH)=\S+)$", output, flags=re.M)
+        assert [line.split("=", 1)[0] for line in printed] == ["API", "TOKEN", "MECH"], output
+        assert f"API=http://127.0.0.1:{port}" in printed
+
+        # The reader's paste: the printed lines instead of the README's placeholders.
+        body = "\n".join(line for line in script.splitlines() if not PASTED.match(line))
+        run = subprocess.run(["bash", "-c", "set -euo pipefail\n" + "\n".join(printed) + "\n" + body],
+                             capture_output=True, text=True, timeout=120, env=clean_env(), cwd=tmp_path, check=False)
+        out = run.stdout
+        assert run.returncode == 0, f"exit {run.returncode}\n{out}\n{run.stderr}"
+
+        lines = out.splitlines()
+        first = lines[0]
+        assert re.fullmatch(UUID, first), out  # the free intake's session
+        assert re.search(rf'"code":"ACTIVE_SESSION_EXISTS","activeSessionId":"{first}".* 409$', out, flags=re.M), out
+        assert re.search(rf'^\[.*"sessionId":"{first}"', out, flags=re.M), out  # the mechanic's queue
+        assert lines[3:6] == ["waiting", "live", "completed"], out
+        assert "completed ['created', 'assigned', 'started', 'ended']" in lines, out
+        assert "cancelled" in lines, out  # the next session, cancelled
+        assert lines[-1] == '{"error":"no active session","code":"NO_ACTIVE_SESSION"} 404', out
+
+        # Every command the block shows an answer for printed that answer (the README's `# …` lines).
+        shown = [line[2:] for line in script.splitlines() if line.startswith("# ")]
+        for expected in shown:
+            if "…" not in expected and not expected[0].isupper():
+                assert expected in lines, (expected, out)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        subprocess.run([*PYSVC, "stack", "stop"], env=env, capture_output=True, timeout=60, check=False)
