@@ -35,7 +35,8 @@ settings come from the environment and from a .env file in the current directory
   SUPABASE_SERVICE_ROLE_KEY  the service_role key (the only role that may create sessions)
   SUPABASE_JWT_SECRET        to verify HS256 user tokens, and/or SUPABASE_JWKS_URL (default
                              $SUPABASE_URL/auth/v1/.well-known/jwks.json) for ES256/RS256
-Optional: STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET (paid plans), PUBLIC_BASE_URL, LOG_LEVEL.
+Optional: STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET (paid plans), PUBLIC_BASE_URL, APP_BASE_URL,
+  LOG_LEVEL and the rest listed, with defaults, in .env.example and docs/operations.md.
 Missing or malformed settings stop the server at start-up, all named in one line."""
 
 STACK_ENV = """\
@@ -303,7 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
                 "Serve the HTTP API (uvicorn) against the Supabase project named by the settings.",
                 SERVE_SETTINGS)
     dev = add(sub, "dev", "start the local stack and serve the API on it (what `make run` runs)",
-              "`pysvc stack start`, a demo customer and its token, then the API with the stack's settings. "
+              "`pysvc stack start`, a demo customer and a demo mechanic and their tokens, then the API with the "
+              "stack's settings. "
               "On Ctrl-C the API stops and the stack keeps running (`pysvc stack stop` stops it), "
               "unless --stop-stack.",
               STACK_ENV)
@@ -350,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "List the Checkout Sessions Stripe completed since --since (all pages) and run the same "
                     "fulfilment as the webhook for each: prints already fulfilled / fulfilled now / refunded / "
                     "failed (with why). Safe while webhooks flow, and to run again.", SERVE_SETTINGS)
-    reconcile.add_argument("--since", type=duration, default=timedelta(hours=72), metavar="DURATION",
+    reconcile.add_argument("--since", type=duration, default="72h", metavar="DURATION",
                            help="how far back to look (Stripe lists events for 30 days; checkouts longer)")
     reconcile.set_defaults(func=_stripe_reconcile)
     replay = add(stripe_actions, "replay", "run stored webhook events through the handler again",
@@ -361,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--failed", action="store_true", help="every event recorded as failed")
     replay.add_argument("--stuck", action="store_true",
                         help="every event left `received` (never finished) for longer than --older-than")
-    replay.add_argument("--older-than", type=duration, default=timedelta(minutes=10), metavar="DURATION",
+    replay.add_argument("--older-than", type=duration, default="10m", metavar="DURATION",
                         help="what counts as stuck")
     replay.set_defaults(func=_stripe_replay)
     return parser

@@ -89,10 +89,6 @@ class UnknownUser(Forbidden):
     code, message = "UNKNOWN_USER", "this token's user does not exist"
 
 
-class NotYourCheckout(Forbidden):
-    code, message = "NOT_YOUR_CHECKOUT", "this checkout belongs to another customer"
-
-
 class NotAMechanic(Forbidden):
     code, message = "NOT_A_MECHANIC", "only mechanics may do this"
 
@@ -268,10 +264,6 @@ class MechanicNotFound(NotFound):
 
 class InvalidParams(InvalidRequest):
     code, message = "INVALID_PARAMS", "invalid parameters"
-
-
-class CustomerMismatch(InvalidRequest):
-    code, message = "CUSTOMER_MISMATCH", "client_reference_id does not match metadata"
 
 
 class CheckoutInvalid(InvalidRequest):

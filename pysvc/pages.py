@@ -25,10 +25,6 @@ def checkout_success(public_base_url: str) -> str:
     return f"{public_base_url}/api/checkout/success?session_id={{CHECKOUT_SESSION_ID}}"
 
 
-def checkout_cancelled(public_base_url: str, plan: str, intake_id: UUID) -> str:
-    return public_base_url + waiver(plan, intake_id)
-
-
 def checkout_processing() -> str:
     return "/checkout/processing"
 

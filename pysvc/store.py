@@ -1,5 +1,5 @@
 """Reads and simple writes through PostgREST: the plan catalog, intakes, sessions, the intake RPC.
-Creating sessions is `pysvc.factory`'s alone; the Stripe inbox is `pysvc.inbox`'s."""
+Creating sessions is `pysvc.factory`'s alone; the Stripe inbox is `pysvc.webhook`'s."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+import httpx
 from postgrest import AsyncPostgrestClient
 from pydantic import BaseModel
 
 from pysvc.enums import RoutingType, SessionStatus, SessionType
+from pysvc.errors import BackendUnavailable
 from pysvc.postgrest import Rpc, guard
 from pysvc.schemas import CreditEntry, Credits, SessionDetail, TimelineEntry
 
@@ -167,5 +169,14 @@ class Store:
             .eq("id", checkout_id).execute()
         )
 
-    async def ping(self) -> None:
-        await guard(self.client.from_("plans").select("code").limit(1).execute())
+    async def ping(self, timeout: float = 1.0) -> None:
+        """PostgREST and the database answer within `timeout` seconds (a health check must not hang)."""
+        try:
+            response = await self.client.session.get(
+                f"{self.rpc.base}/plans", params={"select": "code", "limit": "1"}, headers=self.client.headers,
+                timeout=timeout,
+            )
+        except httpx.TransportError as exc:
+            raise BackendUnavailable(f"PostgREST unreachable: {exc}") from exc
+        if not response.is_success:
+            raise BackendUnavailable(f"PostgREST answered {response.status_code}")

@@ -34,6 +34,7 @@ class OpenedCheckout:
 class StripeApi:
     def __init__(self, settings: Settings) -> None:
         self.public_base_url = settings.public_base_url.rstrip("/")
+        self.app_url = settings.app_url
         self.checkout_expiry_seconds = settings.checkout_expiry_minutes * 60
         self.webhook_secret = (
             settings.stripe_webhook_secret.get_secret_value() if settings.stripe_webhook_secret else None
@@ -77,7 +78,7 @@ class StripeApi:
             "metadata": checkout_metadata(intake, plan),
             "expires_at": expires_at,
             "success_url": pages.checkout_success(self.public_base_url),
-            "cancel_url": pages.checkout_cancelled(self.public_base_url, plan.code, intake.id),
+            "cancel_url": self.app_url + pages.waiver(plan.code, intake.id),
         }
         checkout = await _call(
             self.require_client().v1.checkout.sessions.create_async(

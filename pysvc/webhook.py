@@ -149,7 +149,8 @@ class Webhook:
         return outcome
 
     async def _payment_failed(self, event: dict[str, Any]) -> Outcome:
-        return Outcome(InboxStatus.failed, detail={"reason": "async payment failed"})
+        # A declined bank payment is business as usual, not a failure of ours: nothing to retry or replay.
+        return Outcome(InboxStatus.processed, detail={"payment": "failed", "reason": "async payment failed"})
 
     async def _expired(self, event: dict[str, Any]) -> Outcome:
         checkout_id = _checkout_id(event)

@@ -87,7 +87,8 @@ def test_migrate_command_reports_nothing_pending(stack: StackInfo) -> None:
 
 def test_dev_serves_the_api_and_its_printed_curl_lines_work(tmp_path: Path) -> None:
     port = free_port()
-    env = clean_env(PYSVC_HOME=str(tmp_path / "home"), PYSVC_DB_PORT="0", PYSVC_REST_PORT="0")
+    env = clean_env(PYSVC_HOME=str(tmp_path / "home"), PYSVC_DB_PORT="0", PYSVC_REST_PORT="0",
+                    PYSVC_GATEWAY_PORT="0")
     proc = subprocess.Popen([*PYSVC, "dev", "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env=env, cwd=tmp_path)
     try:

@@ -98,6 +98,24 @@ def test_a_full_refund_from_the_dashboard_cancels_a_pending_session_without_a_se
                 if c.params.get("metadata[checkout_session_id]") == checkout["id"]]
 
 
+def test_a_dashboard_refund_settles_a_refund_of_ours_still_queued(
+    api: httpx.Client, db: Db, stripe_stub: StripeStub, customer: uuid.UUID, user_token: Token,
+    paid_checkout: PaidCheckout, stripe_settings: Settings,
+) -> None:
+    checkout = paid_checkout()
+    session_id = deliver(api, event("checkout.session.completed", checkout)).json()["sessionId"]
+    api.post(f"/api/sessions/{session_id}/cancel", headers=bearer(user_token(customer)))  # refund queued
+
+    deliver(api, event("charge.refunded", charge(checkout, refunded=checkout["amount_total"])))
+    run_outbox(stripe_settings)
+
+    row = db.execute("select status, payment_intent from public.stripe_outbox where session_id = %s",
+                     (session_id,)).fetchone()
+    assert row == {"status": "sent", "payment_intent": checkout["payment_intent"]}
+    assert not [c for c in stripe_stub.calls_to("POST", "/v1/refunds")
+                if c.params.get("metadata[checkout_session_id]") == checkout["id"]]
+
+
 def test_a_partial_refund_is_only_recorded(
     api: httpx.Client, db: Db, paid_checkout: PaidCheckout,
 ) -> None:

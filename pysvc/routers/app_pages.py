@@ -21,6 +21,11 @@ async def waiting_room(session_id: UUID) -> HTMLResponse:
     return _page("Waiting for a mechanic", f"Session {session_id} is paid for; a mechanic will join shortly.")
 
 
+@router.get("/intake/waiver")
+async def waiver(plan: str = "", intake_id: str = "") -> HTMLResponse:
+    return _page("Waiver", f"Sign the waiver for intake {intake_id} ({plan}): POST /api/intake/{intake_id}/waiver.")
+
+
 @router.get("/checkout/processing")
 async def processing() -> HTMLResponse:
     return _page("Payment processing", "Your payment has not settled yet; your session starts as soon as it does.")

@@ -236,10 +236,11 @@ begin
   if s.stripe_session_id is not null then
     v_request := public.enqueue_stripe_request(
       'refund', s.stripe_session_id,
-      (select e.payload #>> '{data,object,payment_intent}' from public.stripe_events e
-       where e.checkout_session_id = s.stripe_session_id
-         and e.payload #>> '{data,object,payment_intent}' is not null
-       order by e.received_at desc limit 1),
+      coalesce(s.metadata ->> 'payment_intent',
+        (select e.payload #>> '{data,object,payment_intent}' from public.stripe_events e
+         where e.checkout_session_id = s.stripe_session_id
+           and e.payload #>> '{data,object,payment_intent}' is not null
+         order by e.received_at desc limit 1)),
       s.id, 'session ' || refund_session.cause
     );
     v_refund := pg_catalog.jsonb_build_object(

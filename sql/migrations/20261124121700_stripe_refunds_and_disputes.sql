@@ -44,13 +44,17 @@ begin
     return pg_catalog.jsonb_build_object('session_id', null, 'cancelled', false);
   end if;
 
-  -- The money is already back: claim the checkout's refund as sent, so nothing sends another.
+  -- The money is already back: the checkout's refund is done, whether or not ours was queued, so
+  -- nothing sends another (a queued or refused one of ours is marked sent with Stripe's refund).
   if v_full then
-    insert into public.stripe_outbox
+    insert into public.stripe_outbox as o
       (kind, checkout_session_id, session_id, payment_intent, reason, status, sent_at, stripe_object_id)
     values ('refund', v_session.stripe_session_id, v_session.id, record_charge_refund.payment_intent,
             'refunded in Stripe', 'sent', pg_catalog.now(), pg_catalog.left(refund_id, 255))
-    on conflict (idempotency_key) do nothing;
+    on conflict (idempotency_key) do update
+      set status = 'sent', sent_at = pg_catalog.now(), locked_until = null, last_error = null,
+          stripe_object_id = coalesce(o.stripe_object_id, excluded.stripe_object_id), updated_at = pg_catalog.now()
+      where o.status <> 'sent';
   end if;
 
   if v_full and v_session.status in ('pending', 'waiting')
