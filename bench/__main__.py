@@ -78,13 +78,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = dt.datetime.now(dt.UTC)
     say(f"bench: {settings.mode} mode, paths {','.join(paths)}")
     began = time.monotonic()
+    source_at_start = source_state()
     suite = Suite(settings, say, paths=paths, diagnostics=args.diagnose, api_profile=args.profile)
     results = asyncio.run(suite.run())
     results = {
         "date": started.date().isoformat(),
         "started_at": started.isoformat(timespec="seconds"),
         "mode": settings.mode,
-        "source": source_state(),
+        "source": source_at_start,
         "settings": {
             "timing": dataclasses.asdict(settings.timing),
             "concurrencies": list(settings.concurrencies),
@@ -94,6 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         **results,
     }
+    if source_state() != source_at_start:
+        results["source"]["changed_during_run"] = source_state()
+        results["notes"].append("the measured code changed during the run (see source.changed_during_run)")
     results = report.finish(results)
     out = report.write_json(results, args.out)
     say(f"wrote {out}")

@@ -97,7 +97,9 @@ class Suite:
                     if "D" in self.paths:
                         await self._whole_api(target, seeder, meter, conn)
                     if self.diagnostics and "B" in self.paths:
-                        self.results["database_profile"] = await self._db_profile(target, seeder, conn, meter)
+                        self.results.setdefault("database_profile", {})["B"] = await self._db_profile(
+                            target, conn, meter, RpcOverPostgrest(seeder, target.rest_url, target.service_role_key),
+                        )
                     if "B" in self.paths:
                         await self._scale(target, seeder, conn, meter)
                 finally:
@@ -208,6 +210,10 @@ class Suite:
                     "during": "path D, all concurrencies",
                 }
                 self.say(f"  peak RSS during D: {peak.peaks_mb()} MiB (idle {idle.peaks_mb()})")
+                if self.diagnostics:
+                    self.results.setdefault("database_profile", {})["D"] = await self._db_profile(
+                        target, conn, api_meter, WholeApi(seeder, server.url, target.jwt_secret),
+                    )
                 if self.api_profile:
                     self.results["api_profile"] = await self._api_profile(target, seeder, server, api_meter, conn)
             finally:
@@ -288,23 +294,23 @@ class Suite:
 
     # -- database profile ----------------------------------------------------------------------
     async def _db_profile(
-        self, target: Target, seeder: Seeder, conn: AsyncConnection[tuple[object, ...]], meter: CpuMeter,
+        self, target: Target, conn: AsyncConnection[tuple[object, ...]], meter: CpuMeter, driver: Driver[Any],
     ) -> dict[str, Any] | None:
-        """pg_stat_statements during one B run at concurrency 8, statements inside the function included."""
+        """pg_stat_statements during one 3 s run of a path at concurrency 8, statements inside the
+        function included (own stack: pg_stat_statements.track = all)."""
         if not await diagnose.ensure_pg_stat_statements(conn):
             return None
         if target.own:
             await diagnose.set_track_all(conn, True)
-        b = RpcOverPostgrest(seeder, target.rest_url, target.service_role_key)
         try:
-            point = self.results["paths"]["B"].get("c8") or {}
-            batch = await b.prepare(int(max(float(point.get("throughput") or 1000.0), 50.0) * 3 * 2) + 64)
+            point = self.results["paths"][driver.name].get("c8") or {}
+            batch = await driver.prepare(int(max(float(point.get("throughput") or 1000.0), 50.0) * 3 * 2) + 64)
             await conn.execute("select pg_stat_statements_reset()")
-            rep = await run_rep(b, batch, 8, 3.0, meter, conn)
-            found = await diagnose.statement_profile(conn, rep.sessions)
+            rep = await run_rep(driver, batch, 8, 3.0, meter, conn)
+            found = await diagnose.statement_profile(conn, rep.sessions, limit=10)
             found["latency"] = rep.summary()
         finally:
-            await b.aclose()
+            await driver.aclose()
             if target.own:
                 await diagnose.set_track_all(conn, False)
         return found
