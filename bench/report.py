@@ -212,6 +212,10 @@ def markdown(results: dict[str, Any], results_file: Path, chart_name: str) -> st
         f"- Each point: a {timing['warmup_s']} s warm-up, then {timing['reps']} repetitions of {timing['rep_s']} s,"
         " each with freshly seeded customers and intakes (nothing answers 409). Throughput and percentiles are"
         " the median repetition's; CPU per session is all repetitions' CPU over all their sessions.",
+        "- **At 8 clients, where the targets' ratios are read, the paths take turns**: A, B, B_py, C, D, A, ..."
+        " repetition by repetition, so a change in the machine's other load falls on all of them alike (measured"
+        " one after the other, the same ratios moved by 20-50 % between runs on this shared machine). 1 and 32"
+        " clients are measured path by path. The scale comparison takes turns the same way, between two stacks.",
         "- Autocannon and pgbench run on the same 2 cores as the servers, so throughput is shared with them;"
         " their own CPU is in the `client` column.",
         "- **Why autocannon and not wrk**: `make bench` must install its load generator without root."

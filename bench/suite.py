@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import platform
@@ -31,6 +32,7 @@ from bench.target import Target, open_target, own_stack
 Say = Callable[[str], None]
 PATHS = ("A", "B", "B_py", "C", "D")
 PROFILE_CONCURRENCY = 8
+RATIO_CONCURRENCY = 8  # the targets' ratios are read here: these points are measured turn about
 SAMPLER_DIR = Path(__file__).resolve().parent / "cpusampler"
 
 
@@ -89,13 +91,13 @@ class Suite:
                 seeder = Seeder(conn, self.tag)
                 meter = CpuMeter({"postgres": target.postgres_pid, "postgrest": target.postgrest_pid})
                 try:
-                    for name in ("A", "B", "B_py", "C"):
-                        if name in self.paths:
-                            await self._sweep(self._driver(name, target, seeder), meter, conn)
-                    if {"B_py", "C"} & set(self.paths):
-                        await self._races(target, seeder, conn)
-                    if "D" in self.paths:
-                        await self._whole_api(target, seeder, meter, conn)
+                    with contextlib.ExitStack() as stack:
+                        server = stack.enter_context(ApiServer(target)) if "D" in self.paths else None
+                        await self._sweeps(target, seeder, conn, meter, server)
+                        if {"B_py", "C"} & set(self.paths):
+                            await self._races(target, seeder, conn)
+                        if server is not None:
+                            await self._api_diagnostics(target, seeder, conn, meter, server)
                     if self.diagnostics and "B" in self.paths:
                         self.results.setdefault("database_profile", {})["B"] = await self._db_profile(
                             target, conn, meter, RpcOverPostgrest(seeder, target.rest_url, target.service_role_key),
@@ -110,36 +112,61 @@ class Suite:
         self.results["duration_s"] = round(time.monotonic() - began, 1)
         return self.results
 
-    def _driver(self, name: str, target: Target, seeder: Seeder) -> Driver[Any]:
+    def _driver(self, name: str, target: Target, seeder: Seeder, server: ApiServer | None) -> Driver[Any]:
         if name == "A":
             return Pgbench(seeder, target.database_url)
         if name == "B":
             return RpcOverPostgrest(seeder, target.rest_url, target.service_role_key)
+        if name == "D":
+            assert server is not None
+            return WholeApi(seeder, server.url, target.jwt_secret)
         workload = paths.PythonRpc if name == "B_py" else paths.OriginalDesign
         return PythonClient(seeder, workload(target.rest_url, target.service_role_key))
 
-    async def _sweep(self, driver: Driver[Any], meter: CpuMeter, conn: AsyncConnection[tuple[object, ...]]) -> None:
+    async def _sweeps(
+        self, target: Target, seeder: Seeder, conn: AsyncConnection[tuple[object, ...]], meter: CpuMeter,
+        server: ApiServer | None,
+    ) -> None:
+        """Every path at every concurrency. At RATIO_CONCURRENCY, where the targets' ratios are read, the
+        paths' repetitions alternate (A, B, B_py, C, D, A, ...), so the machine's other load falls on
+        all of them alike; the other concurrencies are measured path by path."""
+        arms: dict[str, Arm] = {}
+        rss_roots = {"postgrest": target.postgrest_pid, **({"api": server.pid} if server else {})}
+        with PeakRss(rss_roots) as idle:
+            await asyncio.sleep(0.2)
         try:
-            self.results["paths"][driver.name] = await self._points(driver, meter, conn, self.settings.concurrencies)
+            for name in PATHS:
+                if name in self.paths:
+                    m = meter.with_tree("api", server.pid) if name == "D" and server else meter
+                    arms[name] = Arm(self._driver(name, target, seeder, server), m, conn)
+                    self.results["paths"][name] = {}
+            with PeakRss(rss_roots) as peak:
+                for c in self.settings.concurrencies:
+                    if c == RATIO_CONCURRENCY and len(arms) > 1:
+                        self.say(f"- c{c}: {', '.join(arms)} turn about")
+                        points = await measure_interleaved(list(arms.values()), c, self.settings.timing)
+                        for name, point in zip(arms, points, strict=True):
+                            point["interleaved_with"] = [n for n in arms if n != name]
+                            self._record(name, c, point)
+                        continue
+                    for name, arm in arms.items():
+                        self._record(name, c, await measure(arm.driver, c, self.settings.timing, arm.meter, conn))
         finally:
-            await driver.aclose()
+            for arm in arms.values():
+                await arm.driver.aclose()
+        self.results["memory"] = {"peak_rss_mb": peak.peaks_mb(), "idle_rss_mb": idle.peaks_mb(),
+                                  "during": "every path's measured points"}
+        self.say(f"  peak RSS: {peak.peaks_mb()} MiB (idle {idle.peaks_mb()})")
 
-    async def _points(
-        self, driver: Driver[Any], meter: CpuMeter, conn: AsyncConnection[tuple[object, ...]],
-        concurrencies: Sequence[int], *, label: str | None = None,
-    ) -> dict[str, Any]:
-        points: dict[str, Any] = {}
-        for c in concurrencies:
-            point = await measure(driver, c, self.settings.timing, meter, conn)
-            points[f"c{c}"] = point
-            cpu = point["cpu_ms_per_session"]
-            self.say(
-                f"  {label or driver.name:<4} c{c:<2} {point['throughput'] or 0:8.1f}/s"
-                f"  p50 {point['p50_ms']} p95 {point['p95_ms']} p99 {point['p99_ms']} ms"
-                f"  errors {sum(point['errors'].values())}  CPU ms/session "
-                + " ".join(f"{k} {v}" for k, v in cpu.items() if v is not None),
-            )
-        return points
+    def _record(self, name: str, c: int, point: dict[str, Any]) -> None:
+        self.results["paths"][name][f"c{c}"] = point
+        cpu = point["cpu_ms_per_session"]
+        self.say(
+            f"  {name:<4} c{c:<2} {point['throughput'] or 0:8.1f}/s"
+            f"  p50 {point['p50_ms']} p95 {point['p95_ms']} p99 {point['p99_ms']} ms"
+            f"  errors {sum(point['errors'].values())}  CPU ms/session "
+            + " ".join(f"{k} {v}" for k, v in cpu.items() if v is not None),
+        )
 
     # -- race ----------------------------------------------------------------------------------
     async def _races(self, target: Target, seeder: Seeder, conn: AsyncConnection[tuple[object, ...]]) -> None:
@@ -193,31 +220,17 @@ class Suite:
         }
 
     # -- D -------------------------------------------------------------------------------------
-    async def _whole_api(
-        self, target: Target, seeder: Seeder, meter: CpuMeter, conn: AsyncConnection[tuple[object, ...]],
+    async def _api_diagnostics(
+        self, target: Target, seeder: Seeder, conn: AsyncConnection[tuple[object, ...]], meter: CpuMeter,
+        server: ApiServer,
     ) -> None:
-        with ApiServer(target) as server:
-            api_meter = meter.with_tree("api", server.pid)
-            d = WholeApi(seeder, server.url, target.jwt_secret)
-            rss_roots = {"api": server.pid, "postgrest": target.postgrest_pid}
-            with PeakRss(rss_roots) as idle:
-                await asyncio.sleep(0.2)
-            try:
-                with PeakRss(rss_roots) as peak:
-                    self.results["paths"]["D"] = await self._points(d, api_meter, conn, self.settings.concurrencies)
-                self.results["memory"] = {
-                    "peak_rss_mb": peak.peaks_mb(), "idle_rss_mb": idle.peaks_mb(),
-                    "during": "path D, all concurrencies",
-                }
-                self.say(f"  peak RSS during D: {peak.peaks_mb()} MiB (idle {idle.peaks_mb()})")
-                if self.diagnostics:
-                    self.results.setdefault("database_profile", {})["D"] = await self._db_profile(
-                        target, conn, api_meter, WholeApi(seeder, server.url, target.jwt_secret),
-                    )
-                if self.api_profile:
-                    self.results["api_profile"] = await self._api_profile(target, seeder, server, api_meter, conn)
-            finally:
-                await d.aclose()
+        api_meter = meter.with_tree("api", server.pid)
+        if self.diagnostics:
+            self.results.setdefault("database_profile", {})["D"] = await self._db_profile(
+                target, conn, api_meter, WholeApi(seeder, server.url, target.jwt_secret),
+            )
+        if self.api_profile:
+            self.results["api_profile"] = await self._api_profile(target, seeder, server, api_meter, conn)
 
     async def _api_profile(
         self, target: Target, seeder: Seeder, server: ApiServer, meter: CpuMeter,
