@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import socket
 import threading
 import time
 import uuid
@@ -557,3 +558,20 @@ def test_a_jwks_that_cannot_be_fetched_is_our_outage_503_not_the_callers_401(
     assert (r.status_code, r.json()["code"]) == (503, "AUTH_UNAVAILABLE")
     assert "Connection refused" not in r.text
     assert unauthenticated.headers["www-authenticate"] == "Bearer"
+
+
+def test_healthz_answers_503_within_a_second_and_a_half_while_postgrest_hangs(stack: StackInfo) -> None:
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(16)  # accepts connections, never answers
+    settings = api_settings(stack, supabase_rest_url=f"http://127.0.0.1:{hung.getsockname()[1]}")
+    try:
+        with running_api(settings) as base_url, httpx.Client(base_url=base_url, timeout=10) as client:
+            began = time.monotonic()
+            r = client.get("/healthz")
+            took = time.monotonic() - began
+    finally:
+        hung.close()
+
+    assert (r.status_code, r.json()["code"]) == (503, "BACKEND_UNAVAILABLE")
+    assert took < 1.5
