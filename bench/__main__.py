@@ -19,6 +19,7 @@ from bench import report
 from bench.suite import FULL, PATHS, QUICK, Suite
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+MEASURED = ("pysvc", "sql", "supabase")  # the code a run measures (its commit's trees, and uncommitted files)
 
 
 def say(message: str) -> None:
@@ -59,8 +60,17 @@ def source_state() -> dict[str, object]:
         except OSError:
             return ""
 
-    changed = git("status", "--porcelain", "--", "pysvc", "sql", "supabase").splitlines()
-    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted": [line[3:] for line in changed]}
+    changed = git("status", "--porcelain", "--", *MEASURED).splitlines()
+    return {
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "trees": {name: git("rev-parse", "--short", f"HEAD:{name}") for name in MEASURED},
+        "uncommitted": [line[3:] for line in changed],
+    }
+
+
+def code_changed(before: dict[str, object], after: dict[str, object]) -> bool:
+    """Whether the measured code (not just HEAD: other files may be committed meanwhile) changed."""
+    return any(before.get(k) != after.get(k) for k in ("trees", "uncommitted"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -95,8 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         **results,
     }
-    if source_state() != source_at_start:
-        results["source"]["changed_during_run"] = source_state()
+    source_at_end = source_state()
+    if code_changed(source_at_start, source_at_end):
+        results["source"]["changed_during_run"] = source_at_end
         results["notes"].append("the measured code changed during the run (see source.changed_during_run)")
     results = report.finish(results)
     out = report.write_json(results, args.out)

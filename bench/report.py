@@ -208,7 +208,7 @@ def markdown(results: dict[str, Any], results_file: Path, chart_name: str) -> st
         " `postgrest` its one process, `api` the `pysvc serve` process, `client` the load generator (autocannon's"
         " own `process.cpuUsage()`, pgbench's rusage, the Python client's `os.times()`). Divided by sessions"
         " created, counted in `public.sessions` before and after (not requests). `server` = postgres + postgrest"
-        " + api. On a shared machine this figure is stable where throughput is not.",
+        " + api. On a shared machine this figure is steadier than throughput, though not immune to busy neighbours.",
         f"- Each point: a {timing['warmup_s']} s warm-up, then {timing['reps']} repetitions of {timing['rep_s']} s,"
         " each with freshly seeded customers and intakes (nothing answers 409). Throughput and percentiles are"
         " the median repetition's; CPU per session is all repetitions' CPU over all their sessions.",
