@@ -56,7 +56,6 @@ pytest:
 	echo "$(BIN)/pytest $$skip $(PYTEST_ARGS)"; PYSVC_PG15_BIN="$(PG15_BIN)" $(BIN)/pytest $$skip $(PYTEST_ARGS)
 
 bench: install
-	@test -x $(BIN)/py-spy || $(BIN)/pip install --quiet py-spy
 	$(BIN)/python -m bench
 
 bench-quick: install
