@@ -12,6 +12,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pysvc.errors import PayloadTooLarge
+
 log = logging.getLogger("pysvc")
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
@@ -121,7 +123,8 @@ class BodyLimitMiddleware:
 
 
 async def _too_large(send: Send, limit: int) -> None:
-    body = json.dumps({"error": f"request body over {limit} bytes", "code": "PAYLOAD_TOO_LARGE"}).encode()
-    await send({"type": "http.response.start", "status": 413,
+    error = PayloadTooLarge(f"request body over {limit} bytes")
+    body = json.dumps(error.body()).encode()
+    await send({"type": "http.response.start", "status": error.http_status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
