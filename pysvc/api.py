@@ -25,7 +25,8 @@ from starlette.exceptions import HTTPException
 from pysvc import __version__, background
 from pysvc.deps import Services
 from pysvc.errors import ApiError
-from pysvc.logs import BodyLimitMiddleware, RequestIdMiddleware, configure_logging
+from pysvc.logs import configure_logging
+from pysvc.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from pysvc.routers import app_pages, customer, health, mechanic, ops, stripe
 from pysvc.settings import Settings, load_settings
 

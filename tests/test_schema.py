@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
+from enum import StrEnum
 from typing import Any
 
 import httpx
@@ -11,6 +13,7 @@ import psycopg
 import pytest
 
 from pysvc import migrate
+from pysvc.enums import InboxStatus, RoutingType, SessionStatus, SessionType
 
 Db = psycopg.Connection[dict[str, Any]]
 MakeIntake = Callable[..., uuid.UUID]
@@ -223,3 +226,22 @@ def test_enumerated_values_are_checked_by_the_database(
     session_id = session_of(customer)
     with pytest.raises(psycopg.errors.CheckViolation, match=constraint):
         db.execute(statement, {"s": session_id})
+
+
+@pytest.mark.parametrize(
+    ("constraint", "enum"),
+    [
+        ("sessions_type_check", SessionType),
+        ("sessions_status_check", SessionStatus),
+        ("intakes_routing_type_check", RoutingType),
+        ("stripe_events_status_check", InboxStatus),
+    ],
+)
+def test_python_enums_list_exactly_what_the_database_allows(db: Db, constraint: str, enum: type[StrEnum]) -> None:
+    row = db.execute(
+        "select pg_catalog.pg_get_constraintdef(oid) as def from pg_catalog.pg_constraint"
+        " where conname = %s and connamespace = 'public'::regnamespace", (constraint,),
+    ).fetchone()
+    assert row is not None, constraint
+    assert set(re.findall(r"'([a-z_]+)'::text", row["def"])) == {member.value for member in enum}
+
