@@ -18,7 +18,7 @@ from httpx_aiohttp import AiohttpTransport
 from postgrest import AsyncPostgrestClient
 from postgrest.exceptions import APIError
 
-from pysvc.errors import ApiError, BackendUnavailable, Misconfigured, from_sql
+from pysvc.errors import ApiError, BackendUnavailable, Conflict, Misconfigured, from_sql
 from pysvc.metrics import Metrics
 
 T = TypeVar("T")
@@ -68,6 +68,8 @@ def error_for(status: int, body: dict[str, Any]) -> ApiError:
         return BackendUnavailable(f"PostgREST: {message or code}")
     if code.isupper() and code.replace("_", "").isalpha():  # ours: raised by private.raise_api_error
         return from_sql(code, message, status, _details(body.get("details")))
+    if status == 409:  # a unique or foreign key the database enforced: the state, not our setup
+        return Conflict(message)
     # 401/403/404 from PostgREST itself (bad key, missing grant, unknown function): ours to fix.
     return Misconfigured(f"PostgREST {status} {code}: {message}")
 
