@@ -7,7 +7,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from pysvc.errors import BackendUnavailable, ConfigError, InvalidParams
 from pysvc.factory import CreateSessionParams, create_session_record
 from pysvc.local.stack import PROJECT_ROOT, StackInfo, free_port
 from pysvc.settings import load_settings
+from tests.utils.dev import running_dev
 
 PYSVC = [sys.executable, "-m", "pysvc"]
 SUPABASE_VARS = ("SUPABASE_URL", "SUPABASE_REST_URL", "SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_JWT_SECRET",
@@ -86,18 +86,8 @@ def test_migrate_command_reports_nothing_pending(stack: StackInfo) -> None:
 
 
 def test_dev_serves_the_api_and_its_printed_curl_lines_work(tmp_path: Path) -> None:
-    port = free_port()
-    env = clean_env(PYSVC_HOME=str(tmp_path / "home"), PYSVC_DB_PORT="0", PYSVC_REST_PORT="0",
-                    PYSVC_GATEWAY_PORT="0")
-    proc = subprocess.Popen([*PYSVC, "dev", "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=env, cwd=tmp_path)
-    try:
-        assert proc.stdout is not None
-        output = ""
-        deadline = time.monotonic() + 90
-        while "Application startup complete" not in output:
-            assert time.monotonic() < deadline and proc.poll() is None, output
-            output += proc.stdout.readline()
+    with running_dev(tmp_path) as dev:
+        proc, port, env, output = dev.proc, dev.port, dev.env, dev.output
         curls = re.findall(r"^  (curl .*)$", output, flags=re.M)
         assert len(curls) == 2
         started = subprocess.run(curls[0], shell=True, capture_output=True, text=True, timeout=30, check=False)
@@ -113,8 +103,3 @@ def test_dev_serves_the_api_and_its_printed_curl_lines_work(tmp_path: Path) -> N
         status = subprocess.run([*PYSVC, "stack", "status"], env=env, capture_output=True, text=True,
                                 timeout=60, check=False)
         assert status.returncode == 0 and status.stdout.startswith("running"), status.stdout
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            proc.wait(30)
-        subprocess.run([*PYSVC, "stack", "stop"], env=env, capture_output=True, timeout=60, check=False)

@@ -3,17 +3,13 @@ prints pasted in place of the README's, and the README's ```sh block run by bash
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
-from pysvc.local.stack import PROJECT_ROOT, free_port
+from pysvc.local.stack import PROJECT_ROOT
+from tests.utils.dev import clean_env, running_dev
 
-PYSVC = [sys.executable, "-m", "pysvc"]
 PASTED = re.compile(r"^(API|TOKEN|MECH)=")
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
@@ -24,13 +20,6 @@ def try_it_blocks(readme: str) -> list[str]:
     return re.findall(r"^```sh\n(.*?)^```$", section, flags=re.M | re.S)
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    """No Supabase or Stripe settings of the caller's: `pysvc dev` must need none."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SUPABASE_", "STRIPE_")) and k not in ("DATABASE_URL", "API", "TOKEN", "MECH")}
-    return {**env, **extra}
-
-
 def test_the_readme_walkthrough_works_as_written(tmp_path: Path) -> None:
     blocks = try_it_blocks((PROJECT_ROOT / "README.md").read_text())
     assert blocks, "README.md has no ```sh block under ## Try it"
@@ -38,18 +27,8 @@ def test_the_readme_walkthrough_works_as_written(tmp_path: Path) -> None:
     assert {m.group(1) for m in re.finditer(r"^(API|TOKEN|MECH)=", script, flags=re.M)} == {"API", "TOKEN", "MECH"}
     assert "127.0.0.1:8000/api" not in script and "localhost" not in script, "use $API, not a fixed address"
 
-    port = free_port()
-    env = clean_env(PYSVC_HOME=str(tmp_path / "home"), PYSVC_DB_PORT="0", PYSVC_REST_PORT="0",
-                    PYSVC_GATEWAY_PORT="0")
-    proc = subprocess.Popen([*PYSVC, "dev", "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=env, cwd=tmp_path)
-    try:
-        assert proc.stdout is not None
-        output = ""
-        deadline = time.monotonic() + 90
-        while "Application startup complete" not in output:
-            assert time.monotonic() < deadline and proc.poll() is None, output
-            output += proc.stdout.readline()
+    with running_dev(tmp_path) as dev:
+        output, port = dev.output, dev.port
         printed = re.findall(r"^  ((?:API|TOKEN|MECH)=\S+)$", output, flags=re.M)
         assert [line.split("=", 1)[0] for line in printed] == ["API", "TOKEN", "MECH"], output
         assert f"API=http://127.0.0.1:{port}" in printed
@@ -76,12 +55,3 @@ def test_the_readme_walkthrough_works_as_written(tmp_path: Path) -> None:
         for expected in shown:
             if "…" not in expected and not expected[0].isupper():
                 assert expected in lines, (expected, out)
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-        subprocess.run([*PYSVC, "stack", "stop"], env=env, capture_output=True, timeout=60, check=False)
