@@ -48,11 +48,11 @@ class Services:
         factory = SessionFactory(rpc, metrics)
         stripe = StripeApi(settings)
         outbox = Outbox(rpc, stripe)
-        fulfilment = Fulfilment(factory, outbox)
+        fulfilment = Fulfilment(factory, outbox, rpc)
         return cls(
             settings=settings, rpc=rpc, store=store, stripe=stripe,
             intakes=Intakes(factory, store, stripe), fulfilment=fulfilment,
-            webhook=Webhook(rpc, store, fulfilment, metrics), tokens=TokenVerifier(settings),
+            webhook=Webhook(rpc, stripe, fulfilment, metrics), tokens=TokenVerifier(settings),
             lifecycle=Lifecycle(rpc), outbox=outbox, metrics=metrics,
         )
 
