@@ -48,6 +48,8 @@ class OpsStats(BaseModel):
 
     inbox: InboxBacklog
     outbox: dict[str, dict[str, int]]  # kind -> status -> requests
+    payments: dict[str, int] = {}  # status -> payments, for the states an operator acts on
+    audit_violations: int = 0
 
 
 class Metrics:
@@ -130,3 +132,17 @@ class _Snapshot:
             for status, count in sorted(by_status.items()):
                 outbox.add_metric([kind, status], count)
         yield outbox
+        payments = GaugeMetricFamily(
+            "pysvc_payments", "Payments waiting on something, by status: paid (not used or refunded yet), "
+            "processing (the bank has not cleared it), refund_requested, refund_failed (a person must act: "
+            "pysvc payments audit).", labels=["status"],
+        )
+        for status, count in sorted(self.stats.payments.items()):
+            payments.add_metric([status], count)
+        yield payments
+        audit = GaugeMetricFamily(
+            "pysvc_payment_audit_violations", "Payments of the last 90 days breaking the money rule (exactly one "
+            "session or one full refund) or stuck in between: pysvc payments audit lists them.",
+        )
+        audit.add_metric([], self.stats.audit_violations)
+        yield audit

@@ -79,6 +79,16 @@ class TimelineEntry(Body):
     user_id: UUID | None = None
 
 
+class PaymentSummary(Body):
+    """Where a paid session's money is: consumed (it paid for this session), refund_requested,
+    refunded or refund_failed (support is on it)."""
+
+    status: str
+    amount: int
+    currency: str
+    amount_refunded: int
+
+
 class SessionDetail(Body):
     """A participant's view of one session."""
 
@@ -89,6 +99,7 @@ class SessionDetail(Body):
     intake_id: UUID
     mechanic_id: UUID | None = None
     created_at: datetime
+    payment: PaymentSummary | None = None
     timeline: list[TimelineEntry]
 
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from pysvc.enums import RoutingType, SessionStatus, SessionType
 from pysvc.errors import BackendUnavailable
 from pysvc.postgrest import Rpc, guard
-from pysvc.schemas import CreditEntry, Credits, SessionDetail, TimelineEntry
+from pysvc.schemas import CreditEntry, Credits, PaymentSummary, SessionDetail, TimelineEntry
 
 PLAN_CACHE_SECONDS = 30.0
 
@@ -122,7 +122,7 @@ class Store:
         response = await guard(
             self.client.from_("sessions")
             .select("id,type,status,plan,intake_id,created_at,session_participants(user_id,role),"
-                    "session_events(event_type,user_id,created_at)")
+                    "session_events(event_type,user_id,created_at),payments(status,amount,currency,amount_refunded)")
             .eq("id", str(session_id)).execute()
         )
         if not response.data:
@@ -132,10 +132,13 @@ class Store:
         if str(user_id) not in people:
             return None
         events = sorted(row["session_events"], key=lambda e: str(e["created_at"]))
+        payment = row.get("payments")
+        payment = (payment[0] if payment else None) if isinstance(payment, list) else payment
         return SessionDetail(
             session_id=row["id"], type=row["type"], status=row["status"], plan=row["plan"],
             intake_id=row["intake_id"], created_at=row["created_at"],
             mechanic_id=next((u for u, role in people.items() if role == "mechanic"), None),
+            payment=PaymentSummary.model_validate(payment) if payment else None,
             timeline=[TimelineEntry(event=e["event_type"], at=e["created_at"], user_id=e["user_id"]) for e in events],
         )
 
