@@ -111,6 +111,5 @@ comment on column public.stripe_outbox.idempotency_key is
 alter table public.sessions add column payment_method text not null default 'free'
   check (payment_method in ('free', 'stripe', 'credits'));
 update public.sessions set payment_method = coalesce(metadata ->> 'payment_method', 'free');
-alter table public.sessions alter column payment_method drop default;
 comment on column public.sessions.payment_method is
   'How the session was paid: free, stripe (public.payments.session_id points here) or credits.';
