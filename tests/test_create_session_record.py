@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+
 from tests.utils.payments import open_payment, payment
 
 Rpc = Callable[..., httpx.Response]
