@@ -195,7 +195,7 @@ class Webhook:
         assert isinstance(metadata, dict)
         payment_id = metadata.get("payment_id")
         payment_intent = refund.get("payment_intent")
-        result: dict[str, Any] = await self.rpc.call("record_stripe_refund", {
+        result: dict[str, Any] = await self.rpc.call("record_charge_refund", {
             "refund_id": refund_id, "amount": amount, "status": status,
             "payment_intent": payment_intent if isinstance(payment_intent, str) else None,
             "failure_reason": refund.get("failure_reason") if isinstance(refund.get("failure_reason"), str) else None,

@@ -13,7 +13,6 @@ from typing import Any, Protocol
 import httpx
 import psycopg
 import pytest
-from psycopg.types.json import Jsonb
 
 from pysvc.local.stack import StackInfo
 from tests.utils.lifecycle import Db, assert_invariants, call_rpc, details, event_types, refusal

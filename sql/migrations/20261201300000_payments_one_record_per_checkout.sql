@@ -340,7 +340,7 @@ comment on function private.settle_payment(uuid) is
   'refund made outside the service cancels the unstarted session it paid for, once; a refund of '
   'ours still queued is cancelled once the money is back. The caller holds the customer''s lock.';
 
-create or replace function public.record_stripe_refund(
+create or replace function public.record_charge_refund(
   refund_id text,
   payment_intent text,
   amount integer,
@@ -366,8 +366,8 @@ begin
 
   select p.* into v_payment
   from public.payments p
-  where (record_stripe_refund.payment_intent is not null and p.payment_intent = record_stripe_refund.payment_intent)
-     or (record_stripe_refund.payment_id is not null and p.id = record_stripe_refund.payment_id)
+  where (record_charge_refund.payment_intent is not null and p.payment_intent = record_charge_refund.payment_intent)
+     or (record_charge_refund.payment_id is not null and p.id = record_charge_refund.payment_id)
   limit 1;
   if not found then
     return pg_catalog.jsonb_build_object('payment_id', null, 'recorded', false);
@@ -376,8 +376,8 @@ begin
 
   v_ours := exists (select 1 from public.stripe_outbox o
                     where o.payment_id = v_payment.id and o.kind = 'refund'
-                      and o.stripe_object_id = record_stripe_refund.refund_id)
-            or record_stripe_refund.payment_id is not null;
+                      and o.stripe_object_id = record_charge_refund.refund_id)
+            or record_charge_refund.payment_id is not null;
   insert into public.refunds as r (payment_id, stripe_refund_id, amount, status, origin, failure_reason)
   values (v_payment.id, refund_id, amount, status, case when v_ours then 'service' else 'outside' end,
           pg_catalog.left(failure_reason, 200))
@@ -397,7 +397,7 @@ begin
   return private.settle_payment(v_payment.id) || pg_catalog.jsonb_build_object('recorded', true);
 end;
 $$;
-comment on function public.record_stripe_refund(text, text, integer, text, text, uuid) is
+comment on function public.record_charge_refund(text, text, integer, text, text, uuid) is
   'What Stripe says of one refund (the create answer, refund.created/updated/failed, or a listing '
   'after charge.refunded): kept by its re_ id, moving only forward (a late "pending" never undoes '
   '"failed"), then the payment settled from all its refunds. Refunds of charges this service did '
@@ -1046,7 +1046,7 @@ begin
   if v_row.payment_id is not null and v_row.kind = 'refund' then
     if outcome = 'sent' and refund is not null then
       -- Stripe's answer is the refund's first status (often pending, sometimes already failed).
-      perform public.record_stripe_refund(
+      perform public.record_charge_refund(
         coalesce(refund ->> 'id', v_row.stripe_object_id), refund ->> 'payment_intent',
         coalesce((refund ->> 'amount')::integer, v_row.amount), coalesce(refund ->> 'status', 'pending'),
         refund ->> 'failure_reason', v_row.payment_id);
@@ -1483,9 +1483,9 @@ revoke all on function public.record_checkout_opened(uuid, text, text, timestamp
 grant execute on function public.record_checkout_opened(uuid, text, text, timestamptz) to service_role;
 revoke all on function public.record_checkout_status(text, text, uuid) from public, anon, authenticated;
 grant execute on function public.record_checkout_status(text, text, uuid) to service_role;
-revoke all on function public.record_stripe_refund(text, text, integer, text, text, uuid)
+revoke all on function public.record_charge_refund(text, text, integer, text, text, uuid)
   from public, anon, authenticated;
-grant execute on function public.record_stripe_refund(text, text, integer, text, text, uuid) to service_role;
+grant execute on function public.record_charge_refund(text, text, integer, text, text, uuid) to service_role;
 revoke all on function public.enqueue_stripe_request(text, text, text) from public, anon, authenticated;
 grant execute on function public.enqueue_stripe_request(text, text, text) to service_role;
 revoke all on function public.claim_stripe_request(bigint, interval) from public, anon, authenticated;

@@ -51,7 +51,7 @@ begin
   if v_row.payment_id is not null and v_row.kind = 'refund' then
     if outcome = 'sent' and refund is not null then
       -- Stripe's answer is the refund's first status (often pending, sometimes already failed).
-      perform public.record_stripe_refund(
+      perform public.record_charge_refund(
         coalesce(refund ->> 'id', v_row.stripe_object_id), refund ->> 'payment_intent',
         coalesce((refund ->> 'amount')::integer, v_row.amount), coalesce(refund ->> 'status', 'pending'),
         refund ->> 'failure_reason', v_row.payment_id);

@@ -1,4 +1,4 @@
-create or replace function public.record_stripe_refund(
+create or replace function public.record_charge_refund(
   refund_id text,
   payment_intent text,
   amount integer,
@@ -24,8 +24,8 @@ begin
 
   select p.* into v_payment
   from public.payments p
-  where (record_stripe_refund.payment_intent is not null and p.payment_intent = record_stripe_refund.payment_intent)
-     or (record_stripe_refund.payment_id is not null and p.id = record_stripe_refund.payment_id)
+  where (record_charge_refund.payment_intent is not null and p.payment_intent = record_charge_refund.payment_intent)
+     or (record_charge_refund.payment_id is not null and p.id = record_charge_refund.payment_id)
   limit 1;
   if not found then
     return pg_catalog.jsonb_build_object('payment_id', null, 'recorded', false);
@@ -34,8 +34,8 @@ begin
 
   v_ours := exists (select 1 from public.stripe_outbox o
                     where o.payment_id = v_payment.id and o.kind = 'refund'
-                      and o.stripe_object_id = record_stripe_refund.refund_id)
-            or record_stripe_refund.payment_id is not null;
+                      and o.stripe_object_id = record_charge_refund.refund_id)
+            or record_charge_refund.payment_id is not null;
   insert into public.refunds as r (payment_id, stripe_refund_id, amount, status, origin, failure_reason)
   values (v_payment.id, refund_id, amount, status, case when v_ours then 'service' else 'outside' end,
           pg_catalog.left(failure_reason, 200))
@@ -55,7 +55,7 @@ begin
   return private.settle_payment(v_payment.id) || pg_catalog.jsonb_build_object('recorded', true);
 end;
 $$;
-comment on function public.record_stripe_refund(text, text, integer, text, text, uuid) is
+comment on function public.record_charge_refund(text, text, integer, text, text, uuid) is
   'What Stripe says of one refund (the create answer, refund.created/updated/failed, or a listing '
   'after charge.refunded): kept by its re_ id, moving only forward (a late "pending" never undoes '
   '"failed"), then the payment settled from all its refunds. Refunds of charges this service did '
