@@ -118,7 +118,10 @@ class StripeApi:
 async def _call(call: Awaitable[T]) -> T:
     try:
         return await call
-    except stripe.IdempotencyError as exc:  # one key, two requests: a bug of ours, never retried
+    except stripe.IdempotencyError as exc:
+        if exc.http_status == 409 or exc.code == "idempotency_key_in_use":  # the first request still runs
+            raise StripeBusy(f"Stripe is still processing this request: {exc.user_message or exc}") from exc
+        # One key, two different requests: a bug of ours (requests are stored before sending), never retried.
         raise StripeRefused(f"Stripe refused the idempotency key: {exc.user_message or exc}") from exc
     except (stripe.APIConnectionError, stripe.RateLimitError) as exc:
         raise BackendUnavailable(f"Stripe unavailable: {exc.user_message or exc}") from exc
