@@ -40,6 +40,8 @@ async def reconcile(svc: Services, since: timedelta) -> list[Line]:
             lines.append(Line(checkout["id"], result, f"session {outcome.result.session_id}"))
         elif outcome.status == PENDING:
             lines.append(Line(checkout["id"], "pending", "payment not settled yet"))
+        elif outcome.detail.get("reason") == "PAYMENT_NOT_FOUND":
+            lines.append(Line(checkout["id"], "not ours", "this service did not open that Checkout"))
         elif outcome.status == InboxStatus.refunded:
             lines.append(Line(checkout["id"], "refunded", str(outcome.detail.get("reason", ""))))
         else:
