@@ -6,6 +6,8 @@
 -- per error code; no page URLs (the API builds those).
 -- Release 3: keeps the payment intent (charges are matched by it) and closes the customer's other
 -- open checkouts through the Stripe outbox, so they cannot be paid and then refunded.
+-- Release 4: the routing facts (urgent, is_specialist, routing_type, preferred mechanic) go to typed
+-- columns of the session and its queued offer, not to metadata.
 
 create schema if not exists private;
 revoke all on schema private from public;
@@ -276,17 +278,15 @@ begin
   begin
     with new_session as (
       insert into public.sessions
-        (customer_user_id, type, status, plan, intake_id, stripe_session_id, metadata)
+        (customer_user_id, type, status, plan, intake_id, stripe_session_id,
+         urgent, is_specialist, routing_type, preferred_mechanic_id, metadata)
       values (
         customer_id, v_plan.session_type, 'pending', v_plan.code, intake_id,
         create_session_record.stripe_session_id,
+        v_urgent, v_specialist, v_routing, create_session_record.preferred_mechanic_id,
         pg_catalog.jsonb_build_object(
           'payment_method', payment_method,
           'amount_paid', amount_paid,
-          'urgent', v_urgent,
-          'is_specialist', v_specialist,
-          'preferred_mechanic_id', preferred_mechanic_id,
-          'routing_type', v_routing,
           'source', 'intake'
         ) || case when create_session_record.payment_intent is null then '{}'::jsonb
              else pg_catalog.jsonb_build_object('payment_intent',
@@ -299,11 +299,9 @@ begin
       on conflict (session_id, user_id) do update set role = excluded.role
     ), assignment as (
       insert into public.session_assignments
-        (session_id, status, session_type, plan, urgent, offered_at, metadata)
-      select ns.id, 'queued', v_plan.session_type, v_plan.code, v_urgent, pg_catalog.now(),
-        case when preferred_mechanic_id is null then '{}'::jsonb
-             else pg_catalog.jsonb_build_object('preferred_mechanic_id', preferred_mechanic_id)
-        end
+        (session_id, status, session_type, plan, urgent, routing_type, preferred_mechanic_id, offered_at)
+      select ns.id, 'queued', v_plan.session_type, v_plan.code, v_urgent, v_routing,
+        create_session_record.preferred_mechanic_id, pg_catalog.now()
       from new_session ns
     ), debit as (
       insert into public.credit_entries (customer_user_id, delta, reason, session_id)
