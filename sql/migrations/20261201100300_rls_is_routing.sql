@@ -24,7 +24,10 @@ comment on function private.in_my_queue(uuid) is
   'private.mechanic_may_take now). SECURITY DEFINER because the caller may not read the session or '
   'mechanic rows it needs; executable by authenticated, and only answers about the caller.';
 
-revoke all on function private.in_my_queue(uuid) from public, anon;
+-- authenticated may now look into schema private, for this one function: nothing else there is
+-- executable by the API roles, now or later.
+revoke all on all functions in schema private from public;
+alter default privileges in schema private revoke execute on functions from public;
 grant usage on schema private to authenticated;
 grant execute on function private.in_my_queue(uuid) to authenticated;
 
