@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import threading
 import uuid
-from datetime import UTC, datetime
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import httpx

@@ -13,8 +13,8 @@ import psycopg
 import pytest
 
 from pysvc import migrate
-from pysvc.local.stack import StackInfo
 from pysvc.enums import InboxStatus, RoutingType, SessionStatus, SessionType
+from pysvc.local.stack import StackInfo
 
 Db = psycopg.Connection[dict[str, Any]]
 MakeIntake = Callable[..., uuid.UUID]
