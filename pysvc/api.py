@@ -25,9 +25,10 @@ from starlette.exceptions import HTTPException
 from pysvc import __version__, background
 from pysvc.deps import Services
 from pysvc.errors import ApiError
-from pysvc.logs import configure_logging
+from pysvc.logs import configure_logging, request_id
 from pysvc.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from pysvc.routers import app_pages, customer, health, mechanic, ops, stripe
+from pysvc.schemas import INVALID_INTAKE
 from pysvc.settings import Settings, load_settings
 
 log = logging.getLogger("pysvc")
@@ -35,9 +36,13 @@ DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"  # Swagger UI and
 
 
 def render(error: ApiError) -> JSONResponse:
-    if error.http_status >= 500:
-        log.warning("%s: %s", error.code, error.detail)
-    return JSONResponse(error.body(), status_code=error.http_status, headers=error.headers or None)
+    """The error's body; a 5xx says only what kind of failure it was and the request id to quote (what
+    went wrong inside, e.g. PostgREST's answer, goes to the log line with the same request id)."""
+    if error.http_status < 500:
+        return JSONResponse(error.body(), status_code=error.http_status, headers=error.headers or None)
+    log.warning("%s: %s", error.code, error.detail, extra={"fields": {"http_status": error.http_status, "details": error.extra}})
+    body = {"error": type(error).message, "code": error.body()["code"], "requestId": request_id.get()}
+    return JSONResponse(body, status_code=error.http_status, headers=error.headers or None)
 
 
 async def on_api_error(_: Request, exc: Exception) -> JSONResponse:
@@ -47,10 +52,12 @@ async def on_api_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def on_invalid(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    first = exc.errors()[0] if exc.errors() else {}
+    problems = exc.errors()
+    first = next((e for e in problems if e.get("type") == INVALID_INTAKE), problems[0] if problems else {})
     where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
     message = f"{where}: {first.get('msg', 'invalid request')}".strip(": ")
-    return JSONResponse({"error": message, "code": "INVALID_REQUEST"}, status_code=422)
+    code = INVALID_INTAKE if first.get("type") == INVALID_INTAKE else "INVALID_REQUEST"
+    return JSONResponse({"error": message, "code": code}, status_code=422)
 
 
 async def on_http(_: Request, exc: Exception) -> JSONResponse:
@@ -64,7 +71,8 @@ async def on_http(_: Request, exc: Exception) -> JSONResponse:
 
 async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled error", exc_info=exc)
-    return JSONResponse({"error": "internal error", "code": "INTERNAL"}, status_code=500)
+    return JSONResponse({"error": "internal error", "code": "INTERNAL", "requestId": request_id.get()},
+                        status_code=500)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -73,7 +81,8 @@ def create_app(settings: Settings) -> FastAPI:
         svc = app.state.services = Services.build(settings)
         worker = None
         if settings.background_interval_seconds > 0:
-            worker = asyncio.create_task(background.run_forever(svc))
+            svc.background = background.Supervisor(svc)
+            worker = asyncio.create_task(svc.background.run_forever())
         yield
         if worker is not None:
             worker.cancel()

@@ -189,12 +189,35 @@ def _with_services(work: Callable[[Services], Awaitable[int]]) -> int:
 
 def _sessions_expire(args: argparse.Namespace) -> int:
     async def work(svc: Services) -> int:
-        urgent = args.urgent_older_than or timedelta(minutes=svc.settings.urgent_session_expiry_minutes)
-        older = args.older_than or timedelta(minutes=svc.settings.session_expiry_minutes)
-        result = await svc.lifecycle.expire(older, urgent)
-        print(f"expired {result['expired']} session(s), {result.get('skipped', 0)} busy (next run takes them)")
+        result = await svc.lifecycle.sweep()
+        print(f"expired {result.expired} session(s), {result.no_shows} no-show(s) back in the queue, "
+              f"{result.timed_out} live session(s) past their time limit ended, "
+              f"{result.skipped} busy (next run takes them)")
         sent = await svc.outbox.run_once(max_requests=1000)
         print(f"stripe outbox: {sent['sent']} sent, {sent['retry']} to retry, {sent['failed']} failed")
+        return 0
+
+    return _with_services(work)
+
+
+def limit_setting(text: str) -> tuple[str, int]:
+    """`NAME=MINUTES`, NAME one of the session limits."""
+    from pysvc.lifecycle import LIMIT_NAMES
+
+    name, _, value = text.partition("=")
+    if name not in LIMIT_NAMES:
+        raise argparse.ArgumentTypeError(f"{name!r} is not a session limit: one of {', '.join(LIMIT_NAMES)}")
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r}: the value is a whole number of minutes, e.g. {name}=10")
+    return name, int(value)
+
+
+def _sessions_limits(args: argparse.Namespace) -> int:
+    async def work(svc: Services) -> int:
+        changes = dict(args.set or [])
+        limits = await (svc.lifecycle.set_limits(**changes) if changes else svc.lifecycle.limits())
+        for name, value in limits.model_dump().items():
+            print(f"{name:<30} {value.isoformat() if name == 'updated_at' else value}")
         return 0
 
     return _with_services(work)
@@ -346,19 +369,28 @@ def build_parser() -> argparse.ArgumentParser:
                      help="on exit (Ctrl-C), also stop the stack (`pysvc stack stop`)")
     dev.set_defaults(func=_dev)
 
-    sessions = add(sub, "sessions", "operate on sessions (the expiry sweep)",
-                   "Session maintenance that `pysvc serve` also does in the background.")
+    sessions = add(sub, "sessions", "operate on sessions (the sweep, its limits)",
+                   "Session maintenance that `pysvc serve` (and pg_cron, on Supabase) also does in the background.")
     session_actions = sessions.add_subparsers(title="actions", dest="action", metavar="ACTION", help="one of:")
-    expire = add(session_actions, "expire", "expire pending sessions nobody accepted in time, with refunds",
-                 "One expiry sweep (safe next to other sweeps: no double refunds, no waiting), then one pass of "
-                 "the Stripe outbox to send the refunds. For cron; `pysvc serve` and pg_cron run it too.",
-                 SERVE_SETTINGS)
-    expire.add_argument("--older-than", type=duration, metavar="DURATION",
-                        help="expire pending sessions offered longer ago than this (default: "
-                             "SESSION_EXPIRY_MINUTES, 30m)")
-    expire.add_argument("--urgent-older-than", type=duration, metavar="DURATION",
-                        help="the same for urgent sessions (default: URGENT_SESSION_EXPIRY_MINUTES, 10m)")
+    expire = add(session_actions, "expire",
+                 "one sweep: expiry (with refunds), no-shows back to the queue, live sessions past their time",
+                 "One sweep of every session limit (safe next to other sweeps: no double refunds, no waiting): "
+                 "pending sessions nobody accepted in time expire and are refunded, waiting sessions their "
+                 "mechanic did not start in time go back to the queue, live sessions past their plan's "
+                 "duration plus the grace end as completed; then one pass of the Stripe outbox to send the "
+                 "refunds. The limits are the database's (`pysvc sessions limits`), the same pg_cron obeys. "
+                 "For cron.", SERVE_SETTINGS)
     expire.set_defaults(func=_sessions_expire)
+    limits = add(session_actions, "limits", "print the session limits, or change them with --set",
+                 "The session limits live in one row of the database (public.session_limits), read by every "
+                 "sweep: pg_cron's, `pysvc serve`'s and `pysvc sessions expire`. Without --set, print them; "
+                 "with it, change the ones named (the others stay) and print the result. A change holds from "
+                 "the next sweep, everywhere.", SERVE_SETTINGS)
+    limits.add_argument("--set", type=limit_setting, action="append", metavar="NAME=MINUTES",
+                        help="change one limit (repeatable): pending_expiry_minutes (1-10080, default 30), "
+                             "urgent_pending_expiry_minutes (1-10080, default 10), no_show_minutes (1-1440, "
+                             "default 10), live_grace_minutes (0-1440, default 15)")
+    limits.set_defaults(func=_sessions_limits)
 
     outbox = add(sub, "outbox", "the Stripe outbox (refunds, checkout expiries)",
                  "Stripe requests decided in the database, sent once each.")

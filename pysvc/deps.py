@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from uuid import UUID
 
 from fastapi import Depends, Request
@@ -23,6 +23,9 @@ from pysvc.store import Store
 from pysvc.stripe_api import StripeApi
 from pysvc.webhook import Webhook
 
+if TYPE_CHECKING:
+    from pysvc.background import Supervisor
+
 
 @dataclass
 class Services:
@@ -39,6 +42,7 @@ class Services:
     lifecycle: Lifecycle
     outbox: Outbox
     metrics: Metrics
+    background: Supervisor | None = None  # set by the app while its background worker runs
 
     @classmethod
     def build(cls, settings: Settings) -> Services:

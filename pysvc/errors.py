@@ -105,6 +105,10 @@ class NotAssignedMechanic(Forbidden):
     code, message = "NOT_ASSIGNED_MECHANIC", "only the session's assigned mechanic may do this"
 
 
+class NotPreferredMechanic(Forbidden):
+    code, message = "NOT_PREFERRED_MECHANIC", "only the mechanic this offer names may decline it"
+
+
 class NotFound(ApiError):
     status, code, message = 404, "NOT_FOUND", "not found"
 
@@ -186,6 +190,14 @@ class InvalidTransition(Conflict):
 
 class SessionNotCancellable(Conflict):
     code, message = "SESSION_NOT_CANCELLABLE", "a session can only be cancelled before it starts"
+
+
+class AssignmentAlreadyDeclined(Conflict):
+    code, message = "ASSIGNMENT_ALREADY_DECLINED", "this offer was already declined"
+
+
+class WaiverNotSigned(Conflict):
+    code, message = "WAIVER_NOT_SIGNED", "the customer has not signed the waiver yet"
 
 
 class OutboxRequestFinished(Conflict):
@@ -347,6 +359,8 @@ SQL_ERRORS: dict[str, type[ApiError]] = {
         OutboxRequestFinished, InvalidArgument, InvalidKind, InvalidOutcome,
         # payments
         PaymentNotFound, PaymentProcessing, PaymentInUse, NothingToSend, InvalidRefund,
+        # timeouts, the waiver, decline
+        WaiverNotSigned, AssignmentAlreadyDeclined, NotPreferredMechanic,
     )
 }
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from pysvc.enums import PaymentMethod
 
@@ -36,6 +36,16 @@ class Metrics:
             "(time waiting for a free slot in the process is not counted).",
             ("function",), registry=self.registry, buckets=RPC_BUCKETS,
         )
+        self.background_last_success = Gauge(
+            "pysvc_background_last_success_timestamp_seconds", "When each background step of this process "
+            "(sweep, outbox, reconcile) last succeeded, as a Unix time; absent until its first success.",
+            ("job",), registry=self.registry,
+        )
+        self.background_failures = Counter(
+            "pysvc_background_failures", "Background steps that failed, by step and kind (backend: a backend "
+            "was down or refused; unexpected: any other exception, logged with its traceback).",
+            ("job", "kind"), registry=self.registry,
+        )
         for method in PaymentMethod:  # 0 from the start, so rate() sees the first one
             self.sessions_created.labels(payment_method=method.value)
 
@@ -45,6 +55,12 @@ class Metrics:
 
     def session_created(self, payment_method: str) -> None:
         self.sessions_created.labels(payment_method=payment_method).inc()
+
+    def background_succeeded(self, job: str, at: float) -> None:
+        self.background_last_success.labels(job=job).set(at)
+
+    def background_failed(self, job: str, kind: str) -> None:
+        self.background_failures.labels(job=job, kind=kind).inc()
 
     @contextmanager
     def time_rpc(self, function: str) -> Iterator[None]:

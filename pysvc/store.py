@@ -3,6 +3,7 @@ Creating sessions is `pysvc.factory`'s alone; the Stripe inbox is `pysvc.webhook
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -121,7 +122,8 @@ class Store:
         """One session with its participants and history, if `user_id` takes part in it."""
         response = await guard(
             self.client.from_("sessions")
-            .select("id,type,status,plan,intake_id,created_at,session_participants(user_id,role),"
+            .select("id,type,status,plan,intake_id,created_at,started_at,urgent,routing_type,"
+                    "intakes(waiver_signed_at),session_participants(user_id,role),"
                     "session_events(event_type,user_id,created_at),payments(status,amount,currency,amount_refunded)")
             .eq("id", str(session_id)).execute()
         )
@@ -136,22 +138,29 @@ class Store:
         payment = (payment[0] if payment else None) if isinstance(payment, list) else payment
         return SessionDetail(
             session_id=row["id"], type=row["type"], status=row["status"], plan=row["plan"],
-            intake_id=row["intake_id"], created_at=row["created_at"],
+            intake_id=row["intake_id"], created_at=row["created_at"], started_at=row["started_at"],
+            waiver_signed=row["intakes"]["waiver_signed_at"] is not None, urgent=row["urgent"],
+            routing_type=row["routing_type"],
             mechanic_id=next((u for u, role in people.items() if role == "mechanic"), None),
             payment=PaymentSummary.model_validate(payment) if payment else None,
             timeline=[TimelineEntry(event=e["event_type"], at=e["created_at"], user_id=e["user_id"]) for e in events],
         )
 
     async def credits(self, customer_id: UUID, recent: int = 20) -> Credits:
-        response = await guard(
-            self.client.from_("credit_entries").select("delta,reason,session_id,created_at")
-            .eq("customer_user_id", str(customer_id)).order("id", desc=True).execute()
+        """The balance from the credit_balances view (one row, summed by the database: a list of entries
+        would be capped at PostgREST's max-rows), and the most recent entries."""
+        balance, entries = await asyncio.gather(
+            guard(self.client.from_("credit_balances").select("balance")
+                  .eq("customer_user_id", str(customer_id)).execute()),
+            guard(self.client.from_("credit_entries").select("delta,reason,session_id,created_at")
+                  .eq("customer_user_id", str(customer_id)).order("id", desc=True).limit(recent).execute()),
         )
-        rows: list[Any] = response.data
+        balances: list[Any] = balance.data
+        rows: list[Any] = entries.data
         return Credits(
-            balance=sum(int(r["delta"]) for r in rows),
+            balance=int(balances[0]["balance"]) if balances else 0,
             entries=[CreditEntry(delta=r["delta"], reason=r["reason"], session_id=r["session_id"], at=r["created_at"])
-                     for r in rows[:recent]],
+                     for r in rows],
         )
 
     async def open_checkout(self, customer_id: UUID, intake_id: UUID, success_url: str, cancel_url: str,

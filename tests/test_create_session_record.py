@@ -68,9 +68,9 @@ def test_free_session_writes_session_participant_assignment_and_event(
         "chat", "pending", "free", intake,
     )
     assert (session["stripe_session_id"], session["payment_method"]) == (None, "free")
-    assert session["metadata"] == {
-        "amount_paid": None, "urgent": True, "is_specialist": False,
-        "preferred_mechanic_id": None, "routing_type": "hybrid", "source": "intake",
+    assert session["metadata"] == {"amount_paid": None, "source": "intake"}
+    assert {k: session[k] for k in ("urgent", "is_specialist", "preferred_mechanic_id", "routing_type")} == {
+        "urgent": True, "is_specialist": False, "preferred_mechanic_id": None, "routing_type": "hybrid",
     }
     participant = db.execute(
         "select role from public.session_participants where session_id = %s and user_id = %s",
@@ -78,11 +78,12 @@ def test_free_session_writes_session_participant_assignment_and_event(
     ).fetchone()
     assert participant == {"role": "customer"}
     assignment = db.execute(
-        "select status, offered_at is not null as offered, urgent, metadata"
+        "select status, offered_at is not null as offered, urgent, routing_type, preferred_mechanic_id, metadata"
         " from public.session_assignments where session_id = %s",
         (session_id,),
     ).fetchone()
-    assert assignment == {"status": "queued", "offered": True, "urgent": True, "metadata": {}}
+    assert assignment == {"status": "queued", "offered": True, "urgent": True, "routing_type": "hybrid",
+                          "preferred_mechanic_id": None, "metadata": {}}
     event = db.execute(
         "select event_type, user_id, metadata from public.session_events where session_id = %s",
         (session_id,),
@@ -314,16 +315,20 @@ def test_an_inactive_mechanic_cannot_be_preferred(
     assert (r.status_code, r.json()["code"]) == (404, "MECHANIC_NOT_FOUND")
 
 
-def test_preferred_mechanic_is_kept_in_the_assignment(
+def test_preferred_mechanic_is_a_column_of_the_session_and_its_offer(
     rpc: Rpc, db: Db, customer: uuid.UUID, make_intake: MakeIntake,
     make_mechanic: Callable[..., uuid.UUID],
 ) -> None:
     mechanic = make_mechanic()
-    r = rpc(free_payload(customer, make_intake(customer), preferred_mechanic_id=str(mechanic)))
+    r = rpc(free_payload(customer, make_intake(customer), preferred_mechanic_id=str(mechanic),
+                         routing_type="workshop_only"))
     row = db.execute(
-        "select metadata from public.session_assignments where session_id = %s", (r.json()["session_id"],),
+        "select s.preferred_mechanic_id as asked, s.routing_type, a.preferred_mechanic_id as offered_to,"
+        " a.routing_type as offer_routing, a.metadata from public.session_assignments a"
+        " join public.sessions s on s.id = a.session_id where a.session_id = %s", (r.json()["session_id"],),
     ).fetchone()
-    assert row == {"metadata": {"preferred_mechanic_id": str(mechanic)}}
+    assert row == {"asked": mechanic, "routing_type": "workshop_only", "offered_to": mechanic,
+                   "offer_routing": "workshop_only", "metadata": {}}
 
 
 def test_an_intake_gives_at_most_one_session(

@@ -66,9 +66,10 @@ def test_every_code_the_sql_raises_has_one_status_and_a_class_with_it(db: Db) ->
     }
 
 
-def _intake(db: Db, customer: uuid.UUID, plan: str = "free") -> uuid.UUID:
+def _intake(db: Db, customer: uuid.UUID, plan: str = "free", *, signed: bool = True) -> uuid.UUID:
     row = db.execute(
-        "insert into public.intakes (customer_user_id, plan) values (%s, %s) returning id", (customer, plan),
+        "insert into public.intakes (customer_user_id, plan, waiver_signed_at)"
+        " values (%s, %s, case when %s then now() end) returning id", (customer, plan, signed),
     ).fetchone()
     assert row is not None
     return uuid.UUID(str(row["id"]))
@@ -148,6 +149,23 @@ def _accepted(db: Db, call: Call, customer: uuid.UUID, *steps: str) -> Offer:
     return offer
 
 
+def _unsigned_start(db: Db, call: Call, customer: uuid.UUID) -> None:
+    """The assigned mechanic starts a session whose customer has not signed the waiver."""
+    session = call("create_session_record", free(customer, _intake(db, customer, signed=False)))["session_id"]
+    row = db.execute("select id from public.session_assignments where session_id = %s", (session,)).fetchone()
+    assert row is not None
+    mechanic = _take(db, call, str(row["id"]))
+    call("start_session", {"session_id": session, "mechanic_id": mechanic})
+
+
+def _decline(db: Db, call: Call, customer: uuid.UUID, *, by_preferred: bool, times: int = 1) -> None:
+    preferred = _mechanic(db)
+    offer = _offer(db, call, customer, routing_type="priority_broadcast", preferred_mechanic_id=preferred)
+    for _ in range(times):
+        call("decline_assignment", {"assignment_id": offer.assignment,
+                                    "mechanic_id": preferred if by_preferred else _mechanic(db)})
+
+
 def _finished_twice(db: Db, call: Call, customer: uuid.UUID) -> None:
     """An outbox request the worker reports as refused, twice."""
     checkout = f"cs_test_{customer.hex}"
@@ -205,6 +223,9 @@ def _cases() -> dict[str, Callable[[Db, Call, uuid.UUID], Any]]:
             "cancel_session", {"session_id": str(new()), "customer_id": str(c)}),
         "SESSION_NOT_CANCELLABLE": lambda db, call, c: call(
             "cancel_session", {"session_id": _accepted(db, call, c, "start_session").session, "customer_id": str(c)}),
+        "WAIVER_NOT_SIGNED": _unsigned_start,
+        "ASSIGNMENT_ALREADY_DECLINED": lambda db, call, c: _decline(db, call, c, by_preferred=True, times=2),
+        "NOT_PREFERRED_MECHANIC": lambda db, call, c: _decline(db, call, c, by_preferred=False),
         # the Stripe outbox
         "INVALID_ARGUMENT": lambda db, call, c: call("claim_stripe_requests", {"max_requests": 0}),
         "INVALID_KIND": lambda db, call, c: call(

@@ -35,8 +35,22 @@ async def accept(assignment_id: UUID, mechanic: Mechanic, svc: Svc) -> SessionSt
     return await svc.lifecycle.accept(assignment_id, mechanic)
 
 
-@router.post("/sessions/{session_id}/start", response_model=SessionState, summary="waiting → live",
-             responses=error_responses(*ON_SESSION))
+@router.post(
+    "/assignments/{assignment_id}/decline", response_model=SessionState,
+    summary="Turn down an offer made to you by name: it is offered to everyone at once",
+    description="Only the mechanic an offer names (the customer's preferred mechanic) may decline it. A "
+                "priority_broadcast or workshop_only session is then offered to every mechanic (hybrid: every "
+                "specialist) from now; nothing is refunded. Declining again is 409 ASSIGNMENT_ALREADY_DECLINED.",
+    responses=error_responses(*AS_MECHANIC, errors.NotPreferredMechanic, errors.AssignmentNotFound,
+                              errors.AssignmentAlreadyDeclined, errors.AssignmentClosed),
+)
+async def decline(assignment_id: UUID, mechanic: Mechanic, svc: Svc) -> SessionState:
+    return state_out(await svc.lifecycle.decline(assignment_id, mechanic))
+
+
+@router.post("/sessions/{session_id}/start", response_model=SessionState,
+             summary="waiting → live, once the customer has signed the waiver",
+             responses=error_responses(*ON_SESSION, errors.WaiverNotSigned))
 async def start(session_id: UUID, mechanic: Mechanic, svc: Svc) -> SessionState:
     return await svc.lifecycle.start(session_id, mechanic)
 

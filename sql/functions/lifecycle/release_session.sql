@@ -6,7 +6,6 @@ as $$
 declare
   v_session public.sessions%rowtype;
   v_assignment public.session_assignments%rowtype;
-  v_fresh uuid;
 begin
   if release_session.mechanic_id is null then
     perform private.raise_api_error(422, 'MISSING_FIELD', 'mechanic_id is required');
@@ -31,26 +30,12 @@ begin
       pg_catalog.format('the session is %s, not waiting', v_session.status),
       pg_catalog.jsonb_build_object('status', v_session.status, 'expected', 'waiting'));
   end if;
-
-  update public.session_assignments a
-  set status = 'cancelled',
-      metadata = a.metadata || pg_catalog.jsonb_build_object('released_at', pg_catalog.now())
-  where a.id = v_assignment.id;
-  -- A fresh offer: offered_at is now, so the expiry clock (and a priority window) starts again.
-  insert into public.session_assignments (session_id, status, session_type, plan, urgent, offered_at, metadata)
-  values (v_session.id, 'queued', v_assignment.session_type, v_assignment.plan, v_assignment.urgent,
-          pg_catalog.now(), v_assignment.metadata - 'released_at')
-  returning id into v_fresh;
-  delete from public.session_participants p
-  where p.session_id = v_session.id and p.user_id = release_session.mechanic_id and p.role = 'mechanic';
-  perform private.move_session(v_session, 'pending', 'released', release_session.mechanic_id,
-    pg_catalog.jsonb_build_object('assignment_id', v_assignment.id, 'new_assignment_id', v_fresh));
+  perform private.requeue_session(v_session, v_assignment, release_session.mechanic_id, 'released');
   return private.session_state(v_session.id, true);
 end;
 $$;
-
 comment on function public.release_session(uuid, uuid) is
-  'The assigned mechanic gives a waiting session back before starting: the accepted assignment is '
-  'cancelled (metadata.released_at), a fresh queued one is offered from now (the expiry clock '
-  'restarts), the mechanic leaves session_participants (the released event keeps who it was), and '
-  'the session is pending again. service_role only.';
+  'The assigned mechanic gives a waiting session back before starting (private.requeue_session, '
+  'reason released): a fresh queued offer from now, the mechanic no longer a participant, the '
+  'session pending again. Releasing again (or after a no-show) answers changed false. '
+  'service_role only.';

@@ -23,8 +23,8 @@ begin
       'plan', a.plan,
       'urgent', a.urgent,
       'offered_at', a.offered_at,
-      'routing_type', coalesce(s.metadata ->> 'routing_type', 'broadcast'),
-      'preferred', coalesce(a.metadata ->> 'preferred_mechanic_id' = v_mechanic.user_id::text, false)
+      'routing_type', a.routing_type,
+      'preferred', coalesce(a.preferred_mechanic_id = v_mechanic.user_id, false)
     ) as item
     from public.session_assignments a
     join public.sessions s on s.id = a.session_id
@@ -37,7 +37,7 @@ begin
   return v_queue;
 end;
 $$;
-
 comment on function public.mechanic_queue_for(uuid, integer) is
-  'The queued sessions this mechanic may accept (the same routing rules accept_assignment '
-  'applies), urgent first, newest first, at most max_items. service_role only.';
+  'The queued sessions this mechanic may accept (private.mechanic_may_take on the offer''s typed '
+  'routing columns, as accept_assignment and the session_assignments read policy), urgent first, '
+  'newest first, at most max_items. service_role only.';
