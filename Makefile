@@ -64,8 +64,9 @@ test-db: install pgtap
 types: install
 	$(BIN)/python -m pysvc.local.supabase_tools types
 
+# PORT=8001 make run (or make run PORT=8001): the API on another port.
 run: install
-	$(BIN)/pysvc dev
+	$(BIN)/pysvc dev $(if $(PORT),--port $(PORT))
 
 lint: install
 	$(BIN)/ruff check .
