@@ -9,8 +9,8 @@ from uuid import UUID
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from pysvc import errors
 from pysvc.auth import TokenVerifier
-from pysvc.errors import Unauthenticated
 from pysvc.factory import SessionFactory
 from pysvc.fulfilment import Fulfilment
 from pysvc.intake import Intakes
@@ -73,7 +73,7 @@ async def current_user(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> UUID:
     if credentials is None:
-        raise Unauthenticated()
+        raise errors.Unauthenticated()
     return await svc.tokens.user_id(credentials.credentials)
 
 
@@ -81,3 +81,7 @@ Svc = Annotated[Services, Depends(services)]
 Customer = Annotated[UUID, Depends(current_user)]
 Mechanic = Annotated[UUID, Depends(current_user)]  # the database decides whether the user is a mechanic
 User = Annotated[UUID, Depends(current_user)]
+
+# What any route behind a signed-in user may answer (for its OpenAPI responses).
+SIGNED_IN = (errors.Unauthenticated, errors.UnknownUser, errors.InvalidRequest, errors.AuthUnavailable,
+             errors.BackendUnavailable)

@@ -1,89 +1,12 @@
 -- public.create_session_record: the one way a consultation session comes into being.
--- This file is the single editable source; each release is copied verbatim into a new
--- migration (tests/test_schema.py fails when the newest migration differs from it).
+-- This file is its single editable source (the other functions' live under sql/functions/); a
+-- release copies its statements verbatim into a new migration, with the grants it needs
+-- (tests/test_schema.py fails when the newest migration differs from it).
 -- Release 2: takes the intake itself (written in the same transaction, so a refused request
 -- leaves no row and a retry with the same intake id answers the first session); one HTTP status
 -- per error code; no page URLs (the API builds those).
 -- Release 3: keeps the payment intent (charges are matched by it) and closes the customer's other
 -- open checkouts through the Stripe outbox, so they cannot be paid and then refunded.
-
-create schema if not exists private;
-revoke all on schema private from public;
-comment on schema private is
-  'Helpers for the API functions. Not in PostgREST''s exposed schemas, so never callable over HTTP.';
-
-create or replace function private.raise_api_error(
-  status integer,
-  code text,
-  message text,
-  details jsonb default null
-) returns void
-language plpgsql
-set search_path = ''
-as $$
-begin
-  raise sqlstate 'PGRST' using
-    message = pg_catalog.jsonb_build_object(
-      'code', code, 'message', message, 'details', details::text, 'hint', null
-    )::text,
-    detail = pg_catalog.jsonb_build_object(
-      'status', status, 'headers', pg_catalog.jsonb_build_object()
-    )::text;
-end;
-$$;
-revoke all on function private.raise_api_error(integer, text, text, jsonb) from public;
-comment on function private.raise_api_error(integer, text, text, jsonb) is
-  'Aborts the transaction with an error PostgREST answers as the given HTTP status, with a '
-  'stable code callers can branch on instead of parsing messages.';
-
-create or replace function private.write_intake(
-  customer_id uuid,
-  intake_id uuid,
-  plan text,
-  intake jsonb,
-  urgent boolean,
-  is_specialist boolean,
-  preferred_mechanic_id uuid,
-  routing_type text
-) returns void
-language plpgsql
-set search_path = ''
-as $$
-begin
-  if not exists (select 1 from auth.users u where u.id = write_intake.customer_id) then
-    perform private.raise_api_error(403, 'UNKNOWN_USER', 'this token''s user does not exist');
-  end if;
-  if intake is not null and pg_catalog.jsonb_typeof(intake) <> 'object' then
-    perform private.raise_api_error(422, 'INVALID_INTAKE', 'intake must be a JSON object');
-  end if;
-  begin
-    insert into public.intakes (
-      id, customer_user_id, plan, concern, vehicle_make, vehicle_model, vehicle_year, vehicle_vin,
-      urgent, is_specialist, preferred_mechanic_id, routing_type
-    ) values (
-      intake_id, customer_id, plan, intake ->> 'concern', intake ->> 'vehicle_make',
-      intake ->> 'vehicle_model', (intake ->> 'vehicle_year')::integer, intake ->> 'vehicle_vin',
-      coalesce(urgent, false), coalesce(is_specialist, false), preferred_mechanic_id,
-      coalesce(routing_type, 'broadcast')
-    );
-  exception
-    when unique_violation then
-      perform private.raise_api_error(409, 'INTAKE_ALREADY_USED', 'this intake id is taken');
-    when check_violation or invalid_text_representation or numeric_value_out_of_range then
-      perform private.raise_api_error(422, 'INVALID_INTAKE',
-        pg_catalog.format('the intake was refused: %s', sqlerrm));
-  end;
-end;
-$$;
-revoke all on function private.write_intake(uuid, uuid, text, jsonb, boolean, boolean, uuid, text)
-  from public;
-comment on function private.write_intake(uuid, uuid, text, jsonb, boolean, boolean, uuid, text) is
-  'Stores an intake for a customer who exists, turning the table''s CHECKs into 422 INVALID_INTAKE. '
-  'Only called inside create_session_record and submit_intake, under the customer''s lock.';
-
-drop function if exists public.create_session_record(
-  uuid, text, uuid, text, text, text, integer, text, text, boolean, boolean, uuid, text, jsonb
-);
 
 create or replace function public.create_session_record(
   customer_id uuid,
@@ -348,13 +271,6 @@ begin
   );
 end;
 $$;
-
-revoke all on function public.create_session_record(
-  uuid, text, uuid, text, text, text, integer, text, text, boolean, boolean, uuid, text, jsonb, text
-) from public, anon, authenticated;
-grant execute on function public.create_session_record(
-  uuid, text, uuid, text, text, text, integer, text, text, boolean, boolean, uuid, text, jsonb, text
-) to service_role;
 
 comment on function public.create_session_record(
   uuid, text, uuid, text, text, text, integer, text, text, boolean, boolean, uuid, text, jsonb, text
