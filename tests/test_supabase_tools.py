@@ -50,6 +50,19 @@ def test_pgtap_files_pass_under_pg_prove_on_postgres_15(pg15_database: str) -> N
     }
 
 
+def test_pgtap_files_pass_on_the_embedded_stack_too() -> None:
+    """The default local stack (the embedded PostgreSQL 18) has no pgTAP of its own; pgTAP is SQL
+    only, so PostgreSQL 18 loads Debian's through extension_control_path, and the same files pass."""
+    with supabase_tools.scratch_database() as url:
+        with psycopg.connect(url) as conn:
+            version = conn.execute("show server_version_num").fetchone()
+        result = supabase_tools.pg_prove(url, pgtap_from=supabase_tools.pg15_share())
+
+    assert version is not None and int(str(version[0])) >= 180000
+    assert result.passed, result.output
+    assert result.assertions >= 40, result.output
+
+
 def test_each_pgtap_file_passes_alone(pg15_database: str) -> None:
     for path in supabase_tools.pgtap_files():
         result = supabase_tools.pg_prove(pg15_database, [path])

@@ -109,14 +109,24 @@ class ProveResult:
 
 
 def pg_prove(database_url: str, files: list[Path] | None = None, *, pg_bin: Path | None = None,
-             verbose: bool = False) -> ProveResult:
+             pgtap_from: Path | None = None, verbose: bool = False) -> ProveResult:
+    """pg_prove over the files. `pgtap_from`: a share directory whose extension/ holds pgTAP, for a
+    server that has none of its own (the embedded PostgreSQL 18: its extension_control_path)."""
     bin_dir = pg_bin or pg15_bin()
     argv = ["pg_prove", "--psql-bin", str(bin_dir / "psql"), "--dbname", database_url, "--ext", ".sql"]
     if verbose:
         argv.append("--verbose")
     argv += [str(f) for f in (files or pgtap_files())]
-    run = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False, cwd=PROJECT_ROOT)
+    env = dict(os.environ)
+    if pgtap_from is not None:
+        env["PGOPTIONS"] = f"-c extension_control_path=$system:{pgtap_from}"
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False, cwd=PROJECT_ROOT, env=env)
     return ProveResult(run.returncode, run.stdout + run.stderr)
+
+
+def pg15_share(bin_dir: Path | None = None) -> Path:
+    """Where Debian's PostgreSQL 15 keeps extensions (pgTAP is SQL only: PostgreSQL 18 loads it too)."""
+    return _sharedir(bin_dir or pg15_bin())
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:

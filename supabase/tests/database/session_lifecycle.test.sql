@@ -2,7 +2,7 @@
 -- what each refuses. Refunds are payments.test.sql's. Run alone: `pg_prove -d <url> this-file`.
 begin;
 create extension if not exists pgtap with schema extensions;
-select plan(26);
+select plan(29);
 
 -- Alice and Bob are customers; Mia and Max active mechanics; Rex a retired one.
 insert into auth.users (id, email) values
@@ -132,6 +132,28 @@ select throws_like(
       (select sa.id from public.session_assignments sa where sa.session_id = (select id from s2)),
       '3e000000-0000-4000-8000-000000000001')$$,
   '%"code": "ASSIGNMENT_CLOSED"%', 'a cancelled session''s offer cannot be accepted'
+);
+
+-- Routing: a workshop_only session asked of Max is offered to him alone.
+create temporary table s4 on commit drop as
+select (public.create_session_record('a11ce000-0000-4000-8000-000000000001', 'free',
+  '1a000000-0000-4000-8000-000000000004', 'free', routing_type => 'workshop_only',
+  preferred_mechanic_id => '3e000000-0000-4000-8000-000000000002', intake => '{}') ->> 'session_id')::uuid as id;
+select ok(
+  not public.mechanic_queue_for('3e000000-0000-4000-8000-000000000001') @> jsonb_build_array(
+    jsonb_build_object('session_id', (select id from s4))),
+  'Mia''s queue does not offer her a session asked of Max'
+);
+select ok(
+  public.mechanic_queue_for('3e000000-0000-4000-8000-000000000002') @> jsonb_build_array(
+    jsonb_build_object('session_id', (select id from s4), 'preferred', true)),
+  'Max''s queue offers it to him, as preferred'
+);
+select throws_like(
+  $$select public.accept_assignment(
+      (select sa.id from public.session_assignments sa where sa.session_id = (select id from s4)),
+      '3e000000-0000-4000-8000-000000000001')$$,
+  '%"code": "NOT_ELIGIBLE"%', 'Mia cannot accept it'
 );
 
 -- Expire: an offer nobody accepted in time ends the session, and frees the customer.
