@@ -110,6 +110,47 @@ def test_bootstrap_applied_twice_changes_nothing(stack: StackInfo) -> None:
     ]
 
 
+SUPABASE_ROLES = ("anon", "authenticated", "service_role", "authenticator", "postgres")
+
+
+def _search_paths(conn: psycopg.Connection[tuple[object, ...]]) -> dict[str, list[str]]:
+    rows = conn.execute(
+        "select r.rolname, s.setconfig from pg_catalog.pg_db_role_setting s"
+        " join pg_catalog.pg_roles r on r.oid = s.setrole where s.setdatabase = 0",
+    ).fetchall()
+    return {str(name): [c for c in config if c.startswith("search_path=")] for name, config in rows}
+
+
+def test_the_supabase_roles_get_supabases_search_path(stack: StackInfo) -> None:
+    with psycopg.connect(stack.database_url) as conn:
+        paths = _search_paths(conn)
+    for role in SUPABASE_ROLES:
+        assert paths.get(role) == ['search_path="$user", public, extensions'], (role, paths.get(role))
+
+
+def test_an_extension_in_schema_extensions_is_found_unqualified(stack: StackInfo) -> None:
+    with psycopg.connect(stack.database_url) as conn:
+        conn.execute("create extension pg_trgm with schema extensions")
+        try:
+            row = conn.execute("select similarity('brakes', 'brake') > 0").fetchone()
+        finally:
+            conn.rollback()
+    assert row == (True,)
+
+
+def test_bootstrap_refresh_gives_a_database_bootstrapped_before_the_search_path(tmp_path: Path) -> None:
+    stack = Stack(tmp_path, db_port=0, rest_port=0, gateway=False, say=lambda _: None)
+    info = stack.start()
+    try:
+        with psycopg.connect(info.database_url, autocommit=True) as conn:
+            conn.execute("alter role anon reset search_path")
+        assert migrate.bootstrap(info.database_url, refresh=True) is False  # the roles were there
+        with psycopg.connect(info.database_url) as conn:
+            assert _search_paths(conn).get("anon") == ['search_path="$user", public, extensions']
+    finally:
+        stack.stop()
+
+
 def test_auth_helpers_read_request_jwt_claims_like_supabase(stack: StackInfo) -> None:
     with psycopg.connect(stack.database_url, autocommit=True) as conn, conn.transaction():
         conn.execute(
