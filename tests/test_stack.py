@@ -474,3 +474,33 @@ def test_make_test_honours_pysvc_pg15_bin(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     assert "DESELECTING" not in run.stderr
     assert "1 test collected" in run.stdout
+
+
+def _pg15_without_pgtap(tmp_path: Path) -> Path:
+    """A stand-in PostgreSQL 15 whose share directory has no pgTAP or plpgsql_check."""
+    pg15 = tmp_path / "pg15" / "bin"
+    pg15.mkdir(parents=True)
+    (pg15 / "postgres").write_text("#!/bin/sh\n")
+    (pg15 / "pg_config").write_text(f"#!/bin/sh\necho {tmp_path / 'pg15' / 'share'}\n")
+    for name in ("postgres", "pg_config"):
+        (pg15 / name).chmod(0o755)
+    return pg15
+
+
+def test_make_test_without_pgtap_deselects_the_pgtap_tests_loudly(tmp_path: Path) -> None:
+    pg15 = str(_pg15_without_pgtap(tmp_path))
+    assert _make(tmp_path, "pgtap", PYSVC_PG15_BIN=pg15).returncode == 0
+    run = _make(tmp_path, "pytest", PYSVC_PG15_BIN=pg15,
+                PYTEST_ARGS="--collect-only -q tests/test_supabase_tools.py tests/test_db_types.py")
+    assert run.returncode == 0, run.stderr
+    loud = [line for line in run.stderr.splitlines() if line.startswith("!!!")]
+    assert len(loud) == 1 and "DESELECTING tests/test_supabase_tools.py" in loud[0], run.stderr
+    assert "postgresql-15-pgtap" in loud[0]
+    collected = [line for line in run.stdout.splitlines() if line.startswith("tests/")]
+    assert collected and not any(line.startswith("tests/test_supabase_tools.py") for line in collected)
+
+
+def test_make_test_under_ci_fails_without_pgtap(tmp_path: Path) -> None:
+    run = _make(tmp_path, "pgtap", PYSVC_PG15_BIN=str(_pg15_without_pgtap(tmp_path)), CI="true")
+    assert run.returncode != 0
+    assert "CI: pgTAP, plpgsql_check or pg_prove missing" in run.stderr
