@@ -79,3 +79,15 @@ def test_paying_without_stripe_keys_shows_stripe_not_configured_not_a_traceback(
 
     assert "Traceback" not in run.stdout + run.stderr, run.stderr
     assert '"code": "STRIPE_NOT_CONFIGURED"' in run.stderr, (run.stdout, run.stderr)
+
+
+DOC_PATH = re.compile(r"`([\w.-]+(?:/[\w.-]+)+\.(?:md|sql|py|toml|json|yml|yaml))`")
+
+
+def test_the_docs_cite_only_files_in_the_repository() -> None:
+    missing = []
+    for doc in [PROJECT_ROOT / "README.md", *sorted((PROJECT_ROOT / "docs").glob("*.md"))]:
+        for cited in DOC_PATH.findall(doc.read_text()):
+            if not any((base / cited).exists() for base in (PROJECT_ROOT, doc.parent, PROJECT_ROOT / "pysvc")):
+                missing.append(f"{doc.relative_to(PROJECT_ROOT)}: {cited}")
+    assert missing == []
