@@ -237,8 +237,10 @@ def node_command() -> list[str]:
 class Autocannon(Driver[Path]):
     """An HTTP path driven by autocannon; tickets go to a file, one per request."""
 
-    def __init__(self, name: str, url: str, path: str, headers: dict[str, str], *, vary: str, body: str | None) -> None:
+    def __init__(self, name: str, url: str, path: str, headers: dict[str, str], *, vary: str, body: str | None,
+                 extra_config: dict[str, Any] | None = None) -> None:
         self.name = name
+        self.extra_config = extra_config or {}
         self.url = url
         self.path = path
         self.headers = headers
@@ -264,7 +266,7 @@ class Autocannon(Driver[Path]):
         config.write_text(json.dumps({
             "url": self.url, "path": self.path, "method": "POST", "headers": self.headers,
             "connections": concurrency, "duration_s": duration_s, "tickets_file": str(batch),
-            "vary": self.vary, "body": self.body,
+            "vary": self.vary, "body": self.body, **self.extra_config,
         }))
         await window.open()  # node's start-up: no server CPU, and not in loadgen.cjs's own figure
         proc = await asyncio.create_subprocess_exec(
@@ -283,7 +285,7 @@ class Autocannon(Driver[Path]):
             elapsed_s=r["elapsed_s"], requests=r["requests"], ok=r["ok"], p50_ms=r["p50_ms"], p95_ms=r["p95_ms"],
             p99_ms=r["p99_ms"], errors=errors, client_cpu=(r["cpu_user_s"], r["cpu_system_s"]),
             tickets_ran_out=r["tickets_ran_out"],
-            extra={"tool": r["tool"]},
+            extra={"tool": r["tool"], "tickets_used": r["tickets_used"]},
         )
 
     async def aclose(self) -> None:
@@ -302,11 +304,12 @@ class RpcOverPostgrest(Autocannon):
 
 
 class WholeApi(Autocannon):
-    """D: `POST /api/intake/start` (free plan) on `pysvc serve`, one fresh signed-in customer per request."""
+    """D: `POST /api/intake/start` (free plan) on `pysvc serve`, one fresh signed-in customer per request;
+    E and F: the same request to a comparison peer (`bench.peers`)."""
 
-    def __init__(self, seeder: Seeder, api_url: str, jwt_secret: str) -> None:
+    def __init__(self, seeder: Seeder, api_url: str, jwt_secret: str, name: str = "D") -> None:
         super().__init__(
-            "D", api_url, "/api/intake/start", {"content-type": "application/json"},
+            name, api_url, "/api/intake/start", {"content-type": "application/json"},
             vary="bearer", body=json.dumps({"plan": paths.PLAN}),
         )
         self.seeder = seeder
@@ -317,6 +320,19 @@ class WholeApi(Autocannon):
             mint_key(self.jwt_secret, "authenticated", sub=str(user), aud="authenticated", lifetime=3600)
             for user in await self.seeder.users(n)
         ]
+
+
+class SessionFlow(WholeApi):
+    """S: a customer's session as a real client drives it, on `pysvc serve`: intake, the active session
+    polled three times, the session's view, cancel; one token per customer, reused for all of them."""
+
+    polls = 3
+    requests_per_session = 3 + polls
+
+    def __init__(self, seeder: Seeder, api_url: str, jwt_secret: str) -> None:
+        super().__init__(seeder, api_url, jwt_secret, name="S")
+        self.vary = "flow"
+        self.extra_config = {"polls": self.polls}
 
 
 # -- B_py, C: the Python client -----------------------------------------------------------------
