@@ -104,7 +104,7 @@ class Suite:
                         if {"B_py", "C"} & set(self.paths):
                             await self._races(target, seeder, conn)
                         if "D" in self.paths:
-                            await self._api_diagnostics(target, seeder, conn, meter, servers["D"])
+                            await self._api_diagnostics(target, seeder, conn, meter, servers)
                     if self.diagnostics and "B" in self.paths:
                         self.results.setdefault("database_profile", {})["B"] = await self._db_profile(
                             target, conn, meter, RpcOverPostgrest(seeder, target.rest_url, target.service_role_key),
@@ -240,8 +240,9 @@ class Suite:
     # -- D -------------------------------------------------------------------------------------
     async def _api_diagnostics(
         self, target: Target, seeder: Seeder, conn: AsyncConnection[tuple[object, ...]], meter: CpuMeter,
-        server: ApiServer,
+        servers: dict[str, ApiServer],
     ) -> None:
+        server = servers["D"]
         api_meter = meter.with_tree("api", server.pid)
         if self.diagnostics:
             self.results.setdefault("database_profile", {})["D"] = await self._db_profile(
@@ -249,31 +250,35 @@ class Suite:
             )
         if self.api_profile:
             self.results["api_profile"] = await self._api_profile(target, seeder, server, api_meter, conn)
+            if "F" in servers:  # the floor, profiled the same way: the difference is what to remove
+                self.results["api_profile_F"] = await self._api_profile(
+                    target, seeder, servers["F"], meter.with_tree("api", servers["F"].pid), conn, path="F")
 
     async def _api_profile(
         self, target: Target, seeder: Seeder, server: ApiServer, meter: CpuMeter,
-        conn: AsyncConnection[tuple[object, ...]],
+        conn: AsyncConnection[tuple[object, ...]], path: str = "D",
     ) -> dict[str, Any]:
-        """Where the API's CPU goes during D at c8, two ways, each in one more run (not one of the measured
-        repetitions): py-spy attached from outside, and a CPU-time sampler inside a second API process.
-        Shares are turned into ms per intake with the API's CPU per session measured unprofiled at c8."""
-        point = self.results["paths"]["D"].get(f"c{PROFILE_CONCURRENCY}") or {}
+        """Where the API's CPU goes during D (or F) at c8, two ways, each in one more run (not one of the
+        measured repetitions): py-spy attached from outside, and a CPU-time sampler inside a second API
+        process. Shares are turned into ms per intake with the API's CPU per session measured unprofiled
+        at c8."""
+        point = self.results["paths"][path].get(f"c{PROFILE_CONCURRENCY}") or {}
         api_ms = point.get("cpu_ms_per_session", {}).get("api")
         rate = max(float(point.get("throughput") or 500.0), 50.0)
         seconds = self.settings.profile_s
         found: dict[str, Any] = {"api_cpu_ms_per_session": api_ms, "concurrency": PROFILE_CONCURRENCY,
                                  "seconds": seconds}
         with tempfile.TemporaryDirectory(prefix="pysvc-bench-profile-") as tmp:
-            d = WholeApi(seeder, server.url, target.jwt_secret)
+            d = WholeApi(seeder, server.url, target.jwt_secret, name=path)
             try:
                 found["py_spy"] = await self._py_spy(d, server, meter, conn, Path(tmp) / "py-spy.raw", rate, api_ms)
             finally:
                 await d.aclose()
             out = Path(tmp) / "sampler.raw"
             env = {"PYTHONPATH": str(SAMPLER_DIR), "PYSVC_BENCH_CPU_PROFILE": str(out)}
-            with ApiServer(target, env=env) as sampled:
+            with ApiServer(target, env=env, peer=server.peer) as sampled:
                 assert sampled.pid is not None
-                d = WholeApi(seeder, sampled.url, target.jwt_secret)
+                d = WholeApi(seeder, sampled.url, target.jwt_secret, name=path)
                 sampled_meter = meter.with_tree("api", sampled.pid)
                 try:
                     warm = await d.prepare(int(rate * 2 * 2) + 64)
@@ -298,7 +303,7 @@ class Suite:
                 found["cpu_sampler"] = {"error": "the sampled API wrote no profile"}
         for name in ("py_spy", "cpu_sampler"):
             top = found[name].get("by_innermost_package") or []
-            self.say(f"  API profile ({name}): " + ", ".join(f"{r['name']} {r['share']:.0%}" for r in top[:7]))
+            self.say(f"  {path} API profile ({name}): " + ", ".join(f"{r['name']} {r['share']:.0%}" for r in top[:7]))
         return found
 
     async def _py_spy(
