@@ -25,19 +25,15 @@ from starlette.exceptions import HTTPException
 from pysvc import __version__, background
 from pysvc.deps import Services
 from pysvc.errors import ApiError
+from pysvc.fastpath import IntakeFastPath
 from pysvc.logs import configure_logging
 from pysvc.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from pysvc.responses import invalid_request, render
 from pysvc.routers import app_pages, customer, health, mechanic, ops, stripe
 from pysvc.settings import Settings, load_settings
 
 log = logging.getLogger("pysvc")
 DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"  # Swagger UI and ReDoc: no CDN needed
-
-
-def render(error: ApiError) -> JSONResponse:
-    if error.http_status >= 500:
-        log.warning("%s: %s", error.code, error.detail)
-    return JSONResponse(error.body(), status_code=error.http_status, headers=error.headers or None)
 
 
 async def on_api_error(_: Request, exc: Exception) -> JSONResponse:
@@ -47,10 +43,7 @@ async def on_api_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def on_invalid(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    first = exc.errors()[0] if exc.errors() else {}
-    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-    message = f"{where}: {first.get('msg', 'invalid request')}".strip(": ")
-    return JSONResponse({"error": message, "code": "INVALID_REQUEST"}, status_code=422)
+    return invalid_request(exc.errors())
 
 
 async def on_http(_: Request, exc: Exception) -> JSONResponse:
@@ -89,6 +82,7 @@ def create_app(settings: Settings) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
+    app.add_middleware(IntakeFastPath)  # innermost: under the body limit and the request id
     app.add_middleware(BodyLimitMiddleware, default=settings.max_body_bytes,
                        per_path={"/api/stripe/webhook": settings.max_webhook_body_bytes})
     app.add_middleware(RequestIdMiddleware)
