@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -137,8 +138,11 @@ class Rpc:
     async def call(self, function: str, args: dict[str, Any]) -> Any:
         url = f"{self.base}/rpc/{function}"
         async with self.in_flight:
-            with self.metrics.time_rpc(function):
+            started = time.perf_counter()
+            try:
                 status, raw = await (self._post_aiohttp if self.pool else self._post_httpx)(url, args)
+            finally:
+                self.metrics.rpc_observe(function, time.perf_counter() - started)
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
