@@ -117,6 +117,15 @@ def find_pgbench() -> Path:
     )
 
 
+def pgbench_version(binary: Path) -> str:
+    """`pgbench (PostgreSQL) 18.6`, as the binary reports itself."""
+    try:
+        out = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=10, check=False)
+    except OSError:
+        return "pgbench"
+    return out.stdout.strip() or "pgbench"
+
+
 class Pgbench(Driver[int]):
     """A: the function itself, from pgbench over TCP with prepared statements; no HTTP."""
 
@@ -126,7 +135,7 @@ class Pgbench(Driver[int]):
         self.seeder = seeder
         self.database_url = database_url
         self.binary = find_pgbench()
-        self.client = f"pgbench ({self.binary})"
+        self.client = pgbench_version(self.binary)  # the tool and its version, not this machine's path
         self.workdir = Path(tempfile.mkdtemp(prefix="pysvc-bench-pgbench-"))
         self.script = self.workdir / "create_session_record.sql"
         self.script.write_text(PGBENCH_SCRIPT)
