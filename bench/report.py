@@ -401,7 +401,8 @@ def _reading(results: dict[str, Any]) -> list[str]:
 
 
 def _api_profile(results: dict[str, Any]) -> list[str]:
-    return _one_api_profile(results, "api_profile", "D") + _one_api_profile(results, "api_profile_F", "F")
+    return [line for key, path in (("api_profile", "D"), ("api_profile_F", "F"), ("api_profile_S", "S"))
+            for line in _one_api_profile(results, key, path)]
 
 
 def _one_api_profile(results: dict[str, Any], key: str, path: str) -> list[str]:

@@ -250,9 +250,10 @@ class Suite:
             )
         if self.api_profile:
             self.results["api_profile"] = await self._api_profile(target, seeder, server, api_meter, conn)
-            if "F" in servers:  # the floor, profiled the same way: the difference is what to remove
-                self.results["api_profile_F"] = await self._api_profile(
-                    target, seeder, servers["F"], meter.with_tree("api", servers["F"].pid), conn, path="F")
+            for path in ("F", "S"):  # the floor (the difference is what to remove) and a customer's session
+                if path in servers:
+                    self.results[f"api_profile_{path}"] = await self._api_profile(
+                        target, seeder, servers[path], meter.with_tree("api", servers[path].pid), conn, path=path)
 
     async def _api_profile(
         self, target: Target, seeder: Seeder, server: ApiServer, meter: CpuMeter,
@@ -269,7 +270,7 @@ class Suite:
         found: dict[str, Any] = {"api_cpu_ms_per_session": api_ms, "concurrency": PROFILE_CONCURRENCY,
                                  "seconds": seconds}
         with tempfile.TemporaryDirectory(prefix="pysvc-bench-profile-") as tmp:
-            d = WholeApi(seeder, server.url, target.jwt_secret, name=path)
+            d = self._api_driver(path, seeder, server.url, target.jwt_secret)
             try:
                 found["py_spy"] = await self._py_spy(d, server, meter, conn, Path(tmp) / "py-spy.raw", rate, api_ms)
             finally:
@@ -278,7 +279,7 @@ class Suite:
             env = {"PYTHONPATH": str(SAMPLER_DIR), "PYSVC_BENCH_CPU_PROFILE": str(out)}
             with ApiServer(target, env=env, peer=server.peer) as sampled:
                 assert sampled.pid is not None
-                d = WholeApi(seeder, sampled.url, target.jwt_secret, name=path)
+                d = self._api_driver(path, seeder, sampled.url, target.jwt_secret)
                 sampled_meter = meter.with_tree("api", sampled.pid)
                 try:
                     warm = await d.prepare(int(rate * 2 * 2) + 64)
@@ -305,6 +306,10 @@ class Suite:
             top = found[name].get("by_innermost_package") or []
             self.say(f"  {path} API profile ({name}): " + ", ".join(f"{r['name']} {r['share']:.0%}" for r in top[:7]))
         return found
+
+    @staticmethod
+    def _api_driver(path: str, seeder: Seeder, url: str, jwt_secret: str) -> WholeApi:
+        return SessionFlow(seeder, url, jwt_secret) if path == "S" else WholeApi(seeder, url, jwt_secret, name=path)
 
     async def _py_spy(
         self, d: WholeApi, server: ApiServer, meter: CpuMeter, conn: AsyncConnection[tuple[object, ...]],
