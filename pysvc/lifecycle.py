@@ -5,10 +5,9 @@ transaction, under the customer's lock (sql/functions/lifecycle/); this module o
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
-from pydantic import TypeAdapter
+from pydantic import BaseModel, TypeAdapter
 
 from pysvc.postgrest import Rpc
 from pysvc.schemas import QueuedSession, SessionState

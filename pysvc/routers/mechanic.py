@@ -45,7 +45,7 @@ async def accept(assignment_id: UUID, mechanic: Mechanic, svc: Svc) -> SessionSt
                               errors.AssignmentAlreadyDeclined, errors.AssignmentClosed),
 )
 async def decline(assignment_id: UUID, mechanic: Mechanic, svc: Svc) -> SessionState:
-    return state_out(await svc.lifecycle.decline(assignment_id, mechanic))
+    return await svc.lifecycle.decline(assignment_id, mechanic)
 
 
 @router.post("/sessions/{session_id}/start", response_model=SessionState,
