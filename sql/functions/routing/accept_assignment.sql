@@ -37,7 +37,7 @@ begin
   end if;
   if not private.mechanic_may_take(v_mechanic, v_session, v_assignment, pg_catalog.now()) then
     perform private.raise_api_error(403, 'NOT_ELIGIBLE', 'this session''s routing does not offer it to you',
-      pg_catalog.jsonb_build_object('routing_type', v_session.metadata ->> 'routing_type'));
+      pg_catalog.jsonb_build_object('routing_type', v_assignment.routing_type));
   end if;
 
   update public.session_assignments a
@@ -51,10 +51,9 @@ begin
   return private.session_state(v_session.id, true);
 end;
 $$;
-
 comment on function public.accept_assignment(uuid, uuid) is
   'A mechanic takes a queued session: the assignment becomes accepted, the mechanic a participant, '
   'the session waiting, with an assigned event. Under the customer''s lock, so the first active '
   'mechanic wins and the rest get 409 ASSIGNMENT_TAKEN, and accept and expiry never both happen; '
-  'accepting again answers changed false. Routing: private.mechanic_may_take. service_role only: '
-  'the caller vouches for mechanic_id.';
+  'accepting again answers changed false. Routing: private.mechanic_may_take on the offer''s '
+  'routing_type and preferred_mechanic_id. service_role only: the caller vouches for mechanic_id.';
