@@ -127,7 +127,9 @@ begin
       ('paid', 'consumed'), ('paid', 'refund_requested'), ('paid', 'refunded'),
       ('consumed', 'refund_requested'), ('consumed', 'refunded'),
       ('refund_requested', 'refunded'), ('refund_requested', 'refund_failed'),
-      ('refund_failed', 'refund_requested'), ('refund_failed', 'refunded')
+      ('refund_failed', 'refund_requested'), ('refund_failed', 'refunded'),
+      -- Stripe may fail a refund it had reported succeeded.
+      ('refunded', 'refund_requested'), ('refunded', 'refund_failed')
     )
     -- Stripe saying "paid" is a fact whatever we believed: money was taken.
     or (new.status = 'paid' and old.status in ('creating', 'open', 'processing', 'expired', 'payment_failed'))
@@ -286,10 +288,12 @@ begin
                        where o.payment_id = p.id and o.kind = 'refund' and o.status = 'pending');
 
   v_status := case
-    when p.status not in ('paid', 'consumed', 'refund_requested', 'refund_failed') then p.status
+    when p.status not in ('paid', 'consumed', 'refund_requested', 'refunded', 'refund_failed') then p.status
     when v_succeeded >= v_paid then 'refunded'
     when v_succeeded + v_in_flight >= v_paid then 'refund_requested'
-    when p.status = 'refund_requested' and v_in_flight = 0 and not v_waiting then 'refund_failed'
+    -- refunded too: Stripe may fail a refund after reporting it succeeded.
+    when p.status in ('refund_requested', 'refunded') and v_in_flight = 0 and not v_waiting then 'refund_failed'
+    when p.status = 'refunded' then 'refund_requested'
     else p.status
   end;
 
