@@ -4,6 +4,7 @@ HTTP, real signatures; only Stripe's API is the local stub."""
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -152,6 +153,42 @@ def test_a_partial_then_the_remaining_dashboard_refund_cancels_the_session_once_
     assert (payment(db, checkout["id"])["status"], payment(db, checkout["id"])["amount_refunded"]) == (
         "refunded", checkout["amount_total"])
     assert refunds_of(stripe_stub, checkout["id"]) == []
+
+
+# --- a refund that fails later ------------------------------------------------------------------
+
+def metric(api: httpx.Client, name: str) -> float:
+    text = api.get("/metrics").text
+    found = re.search(rf"^{re.escape(name)} ([0-9.e+]+)$", text, re.M)
+    assert found, f"{name} not in /metrics"
+    return float(found.group(1))
+
+
+def test_a_refund_stripe_fails_later_shows_as_refund_failed_in_metrics_audit_and_session_view(
+    api: httpx.Client, db: Db, stripe_stub: StripeStub, customer: uuid.UUID, user_token: Token,
+    paid_checkout: PaidCheckout, stripe_settings: Settings,
+) -> None:
+    checkout = paid_checkout()
+    session_id = deliver(api, event("checkout.session.completed", checkout)).json()["sessionId"]
+    cancel(api, user_token(customer), session_id)
+    run_outbox(stripe_settings)
+    paid_id = payment(db, checkout["id"])["id"]
+    refund_id = db.execute("select stripe_object_id from public.stripe_outbox"
+                           " where payment_id = %s and kind = 'refund'", (paid_id,)).fetchone()
+    assert refund_id is not None and refund_id["stripe_object_id"].startswith("re_")
+
+    replies = [deliver(api, evt) for evt in stripe_stub.fail_refund(refund_id["stripe_object_id"])]
+
+    assert [r.status_code for r in replies] == [200] * 3, [r.text for r in replies]
+    assert payment(db, checkout["id"])["status"] == "refund_failed"
+    assert metric(api, 'pysvc_payments{status="refund_failed"}') >= 1
+    assert metric(api, "pysvc_payment_audit_violations") >= 1
+    audit = db.execute("select public.payment_audit() as a").fetchone()
+    assert audit is not None
+    mine = [v for v in audit["a"] if v["checkout_session_id"] == checkout["id"]]
+    assert [v["status"] for v in mine] == ["refund_failed"] and "insufficient_funds" in mine[0]["problem"]
+    view = api.get(f"/api/sessions/{session_id}", headers=bearer(user_token(customer)))
+    assert view.status_code == 200 and view.json()["payment"]["status"] == "refund_failed"
 
 
 # --- idempotent Checkout requests ---------------------------------------------------------------
