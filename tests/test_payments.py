@@ -4,6 +4,7 @@ HTTP, real signatures; only Stripe's API is the local stub."""
 
 from __future__ import annotations
 
+import random
 import re
 import time
 import uuid
@@ -315,3 +316,98 @@ def test_a_webhook_that_decides_a_refund_sends_only_its_own_request(
     assert row == {"status": "pending"}
     run_outbox(stripe_settings)  # the worker's job, not the webhook's
     assert len(refunds_of(stripe_stub, queued["id"])) == 1
+
+
+# --- a seeded randomized workload ---------------------------------------------------------------
+
+SCENARIOS = ("free", "paid", "landing", "async", "async declined", "conflict", "cancel", "expiry",
+             "outside partial", "outside full", "dispute", "checkout expired", "redelivered")
+
+
+def test_a_seeded_random_workload_leaves_every_paid_checkout_as_one_session_or_one_full_refund(
+    api: httpx.Client, db: Db, stripe_stub: StripeStub, own_stripe: StripeStub,
+    make_user: Callable[[], uuid.UUID], user_token: Token, stripe_settings: Settings, tmp_path: Path,
+) -> None:
+    rng = random.Random(1234)
+    started = time.monotonic()
+    customers = [make_user() for _ in range(20)]
+    replayable: list[str] = []
+    checkouts: list[str] = []
+
+    def waiver(me: dict[str, str]) -> str:
+        intake_id = api.post("/api/intake/start", json={"plan": rng.choice(["quick", "standard"])},
+                             headers=me).json()["intakeId"]
+        opened = checkout_id(api.post(f"/api/intake/{intake_id}/waiver", headers=me).json()["checkoutUrl"])
+        checkouts.append(opened)
+        return opened
+
+    def delivered(evt: dict[str, Any]) -> dict[str, Any]:
+        r = deliver(api, evt)
+        assert r.status_code == 200, r.text
+        replayable.append(evt["id"])
+        return dict(r.json())
+
+    for who in customers:
+        me = bearer(user_token(who))
+        scenario = rng.choice(SCENARIOS)
+        if scenario == "free":
+            assert api.post("/api/intake/start", json={"plan": "free"}, headers=me).status_code == 200
+            continue
+        opened = waiver(me)
+        if scenario == "checkout expired":
+            delivered(event("checkout.session.expired", stripe_stub.expire(opened)))
+            continue
+        if scenario == "conflict":
+            api.post("/api/intake/start", json={"plan": "free"}, headers=me)
+        if scenario.startswith("async"):
+            delivered(event("checkout.session.completed", stripe_stub.pay(opened, async_payment=True)))
+            settled = stripe_stub.settle_async(opened, succeeded=scenario == "async")
+            kind = "succeeded" if scenario == "async" else "failed"
+            delivered(event(f"checkout.session.async_payment_{kind}", settled))
+            continue
+        paid = stripe_stub.pay(opened)
+        completed = event("checkout.session.completed", paid)
+        if scenario == "landing":
+            assert api.get("/api/checkout/success", params={"session_id": opened}, headers=JSON).status_code == 200
+        if scenario == "redelivered":
+            with ThreadPoolExecutor(6) as pool:
+                assert {r.status_code for r in pool.map(lambda e: deliver(api, e), [completed] * 6)} == {200}
+            continue
+        answer = delivered(completed)
+        session_id = answer.get("sessionId")
+        if scenario == "cancel":
+            cancel(api, user_token(who), session_id)
+        elif scenario == "expiry":
+            db.execute("update public.session_assignments set offered_at = now() - interval '2 hours'"
+                       " where session_id = %s", (session_id,))
+            db.execute("select public.expire_sessions()")
+        elif scenario.startswith("outside"):
+            amount = rng.randint(100, 900) if scenario == "outside partial" else None
+            for evt in stripe_stub.dashboard_refund(paid["payment_intent"], amount):
+                delivered(evt)
+        elif scenario == "dispute":
+            delivered(event("charge.dispute.created", {
+                "id": f"dp_{uuid.uuid4().hex[:24]}", "object": "dispute", "reason": "fraudulent",
+                "payment_intent": paid["payment_intent"], "amount": paid["amount_total"]}))
+        if rng.random() < 0.3:
+            run_outbox(stripe_settings)
+
+    for opened in checkouts:  # reconcile sees this test's checkouts only
+        own_stripe.sessions[opened] = stripe_stub.sessions[opened]
+    replayed = pysvc(stripe_settings, stripe_stub.base_url, "stripe", "replay", *rng.sample(replayable, 8),
+                     cwd=tmp_path)
+    reconciled = pysvc(stripe_settings, own_stripe.base_url, "stripe", "reconcile", "--since", "1d", cwd=tmp_path)
+    run_outbox(stripe_settings)
+    run_outbox(stripe_settings)
+
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    assert reconciled.returncode == 0, reconciled.stdout + reconciled.stderr
+    ours = db.execute("select id::text as id from public.payments where customer_user_id = any(%s)"
+                      " union all select id::text from public.sessions where customer_user_id = any(%s)",
+                      (customers, customers)).fetchall()
+    mine = {r["id"] for r in ours}
+    audit = db.execute("select public.payment_audit(null, '0 seconds') as a").fetchone()
+    assert audit is not None
+    assert [v for v in audit["a"] if {str(v["payment_id"]), str(v["session_id"])} & mine] == []
+    assert all(len(refunds_of(stripe_stub, c) + refunds_of(own_stripe, c)) <= 1 for c in checkouts)
+    assert time.monotonic() - started < 45
