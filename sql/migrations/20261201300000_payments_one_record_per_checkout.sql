@@ -51,6 +51,7 @@ comment on table public.payments is
   'creating -> open -> (expired | processing | paid); processing -> (paid | payment_failed); '
   'paid -> (consumed | refund_requested); consumed -> refund_requested; '
   'refund_requested -> (refunded | refund_failed); refund_failed -> (refund_requested | refunded); '
+  'refunded -> (refund_failed | refund_requested) when Stripe fails a refund after it succeeded; '
   'an outside full refund moves any paid state to refund_requested or refunded. Keeps the price '
   'snapshot taken when the Checkout was opened and the exact request sent to Stripe. Written only '
   'by SQL functions, under the customer''s lock; private.check_payment_transition refuses the rest.';
