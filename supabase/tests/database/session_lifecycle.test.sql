@@ -1,8 +1,8 @@
--- The lifecycle: accept (first mechanic wins), start, complete, release, cancel, expire, and
--- what each refuses. Refunds are payments.test.sql's. Run alone: `pg_prove -d <url> this-file`.
+-- The lifecycle: accept (first mechanic wins), start (once the waiver is signed), complete,
+-- release, cancel, expire, and what each refuses. Refunds are payments.test.sql's. Run alone: `pg_prove -d <url> this-file`.
 begin;
 create extension if not exists pgtap with schema extensions;
-select plan(29);
+select plan(30);
 
 -- Alice and Bob are customers; Mia and Max active mechanics; Rex a retired one.
 insert into auth.users (id, email) values
@@ -89,9 +89,16 @@ select is(
     '3e000000-0000-4000-8000-000000000002') ->> 'mechanic_id',
   '3e000000-0000-4000-8000-000000000002', 'Max accepts the fresh offer'
 );
+select throws_like(
+  $$select public.start_session((select id from s), '3e000000-0000-4000-8000-000000000002')$$,
+  '%"code": "WAIVER_NOT_SIGNED"%', 'nobody starts it before the customer signs the waiver'
+);
+reset role;
+update public.intakes set waiver_signed_at = now() where id = '1a000000-0000-4000-8000-000000000001';
+set local role service_role;
 select is(
   public.start_session((select id from s), '3e000000-0000-4000-8000-000000000002') ->> 'status',
-  'live', 'Max starts it: live'
+  'live', 'once she has, Max starts it: live'
 );
 select is(
   public.start_session((select id from s), '3e000000-0000-4000-8000-000000000002') ->> 'changed',
@@ -175,8 +182,8 @@ select ok(
   'a second sweep leaves it alone'
 );
 select throws_like(
-  $$select public.expire_sessions(older_than => interval '-1 minute')$$,
-  '%"code": "INVALID_ARGUMENT"%', 'a negative age is INVALID_ARGUMENT'
+  $$select public.expire_sessions(max_sessions => 0)$$,
+  '%"code": "INVALID_ARGUMENT"%', 'a sweep of no sessions is INVALID_ARGUMENT'
 );
 
 select * from finish();
