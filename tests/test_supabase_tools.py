@@ -124,8 +124,6 @@ KNOWN_FINDINGS = {
     # sql/functions/lifecycle/expire_sessions.sql: `v_expired`, `v_released`, `v_ended uuid[] := '{}'`
     # want `'{}'::uuid[]` (42804: text to uuid[] without an assignment cast)
     ("public.expire_sessions", "42804"),
-    # sql/functions/payments/refund_payment.sql: `v_payment public.payments%rowtype` is never used
-    ("public.refund_payment", "00000"),
 }
 
 

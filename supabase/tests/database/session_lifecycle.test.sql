@@ -2,7 +2,7 @@
 -- release, cancel, expire, and what each refuses. Refunds are payments.test.sql's. Run alone: `pg_prove -d <url> this-file`.
 begin;
 create extension if not exists pgtap with schema extensions;
-select plan(30);
+select plan(31);
 
 -- Alice and Bob are customers; Mia and Max active mechanics; Rex a retired one.
 insert into auth.users (id, email) values
@@ -184,6 +184,10 @@ select ok(
 select throws_like(
   $$select public.expire_sessions(max_sessions => 0)$$,
   '%"code": "INVALID_ARGUMENT"%', 'a sweep of no sessions is INVALID_ARGUMENT'
+);
+select throws_like(
+  $$select public.set_session_limits(no_show_minutes => -1)$$,
+  '%"code": "INVALID_ARGUMENT"%', 'a negative limit is INVALID_ARGUMENT'
 );
 
 select * from finish();
