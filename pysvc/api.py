@@ -40,7 +40,8 @@ def render(error: ApiError) -> JSONResponse:
     went wrong inside, e.g. PostgREST's answer, goes to the log line with the same request id)."""
     if error.http_status < 500:
         return JSONResponse(error.body(), status_code=error.http_status, headers=error.headers or None)
-    log.warning("%s: %s", error.code, error.detail, extra={"fields": {"http_status": error.http_status, "details": error.extra}})
+    log.warning("%s: %s", error.code, error.detail,
+                extra={"fields": {"http_status": error.http_status, "details": error.extra}})
     body = {"error": type(error).message, "code": error.body()["code"], "requestId": request_id.get()}
     return JSONResponse(body, status_code=error.http_status, headers=error.headers or None)
 

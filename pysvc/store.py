@@ -124,7 +124,7 @@ class Store:
             self.client.from_("sessions")
             .select("id,type,status,plan,intake_id,created_at,started_at,urgent,routing_type,"
                     "intakes(waiver_signed_at),session_participants(user_id,role),"
-                    "session_events(event_type,user_id,created_at)")
+                    "session_events(event_type,user_id,created_at,reason:metadata->>reason)")
             .eq("id", str(session_id)).execute()
         )
         if not response.data:
@@ -140,7 +140,8 @@ class Store:
             waiver_signed=row["intakes"]["waiver_signed_at"] is not None, urgent=row["urgent"],
             routing_type=row["routing_type"],
             mechanic_id=next((u for u, role in people.items() if role == "mechanic"), None),
-            timeline=[TimelineEntry(event=e["event_type"], at=e["created_at"], user_id=e["user_id"]) for e in events],
+            timeline=[TimelineEntry(event=e["event_type"], at=e["created_at"], user_id=e["user_id"], reason=e["reason"])
+                      for e in events],
         )
 
     async def credits(self, customer_id: UUID, recent: int = 20) -> Credits:
