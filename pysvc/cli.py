@@ -13,6 +13,7 @@ import socket
 import sys
 import textwrap
 import traceback
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -260,6 +261,31 @@ def _stripe_replay(args: argparse.Namespace) -> int:
     return _with_services(work)
 
 
+def _payments_audit(args: argparse.Namespace) -> int:
+    from pysvc import stripe_ops
+
+    async def work(svc: Services) -> int:
+        svc.stripe.require_client()
+        lines = await stripe_ops.audit(svc, args.since)
+        print(stripe_ops.table(lines) if lines else "the books balance: every paid checkout is one session or one "
+              "full refund")
+        return 1 if lines else 0
+
+    return _with_services(work)
+
+
+def _payments_refund(args: argparse.Namespace) -> int:
+    from pysvc import stripe_ops
+
+    async def work(svc: Services) -> int:
+        svc.stripe.require_client()
+        line = await stripe_ops.refund(svc, str(args.payment_id), args.reason)
+        print(stripe_ops.table([line]))
+        return 1 if line.needs_a_person else 0
+
+    return _with_services(work)
+
+
 def _event_id(text: str) -> str:
     from pysvc.webhook import EVENT_ID
 
@@ -398,6 +424,23 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--older-than", type=duration, default="10m", metavar="DURATION",
                         help="what counts as stuck")
     replay.set_defaults(func=_stripe_replay)
+
+    payments = add(sub, "payments", "audit the money rule, refund a payment",
+                   "Every checkout Stripe took money for ends as exactly one session or one full refund.")
+    payment_actions = payments.add_subparsers(title="actions", dest="action", metavar="ACTION", help="one of:")
+    audit = add(payment_actions, "audit", "check the money rule (exit 1 on any violation)",
+                "For every Checkout Stripe lists as paid since --since (all pages) and every payment recorded "
+                "here, check that it ended as exactly one session or one full refund (and is not stuck in "
+                "between); print each violation with what to do.", SERVE_SETTINGS)
+    audit.add_argument("--since", type=duration, default="72h", metavar="DURATION", help="how far back to look")
+    audit.set_defaults(func=_payments_audit)
+    refund = add(payment_actions, "refund", "refund a payment in full (a failed refund, or one that bought nothing)",
+                 "Request a new full refund of the payment (its own idempotency key) and send it now. Refused "
+                 "for a payment whose session is pending, live or completed: cancel the session instead.",
+                 SERVE_SETTINGS)
+    refund.add_argument("payment_id", type=uuid.UUID, metavar="PAYMENT_ID", help="the payment's id (from the audit)")
+    refund.add_argument("--reason", default=None, help="kept with the refund request")
+    refund.set_defaults(func=_payments_refund)
     return parser
 
 

@@ -9,8 +9,8 @@ from uuid import UUID
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from pysvc import errors
 from pysvc.auth import TokenVerifier
-from pysvc.errors import Unauthenticated
 from pysvc.factory import SessionFactory
 from pysvc.fulfilment import Fulfilment
 from pysvc.intake import Intakes
@@ -52,11 +52,11 @@ class Services:
         factory = SessionFactory(rpc, metrics)
         stripe = StripeApi(settings)
         outbox = Outbox(rpc, stripe)
-        fulfilment = Fulfilment(factory, outbox)
+        fulfilment = Fulfilment(factory, outbox, rpc)
         return cls(
             settings=settings, rpc=rpc, store=store, stripe=stripe,
             intakes=Intakes(factory, store, stripe), fulfilment=fulfilment,
-            webhook=Webhook(rpc, store, fulfilment, metrics), tokens=TokenVerifier(settings),
+            webhook=Webhook(rpc, stripe, fulfilment, metrics), tokens=TokenVerifier(settings),
             lifecycle=Lifecycle(rpc), outbox=outbox, metrics=metrics,
         )
 
@@ -77,7 +77,7 @@ async def current_user(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> UUID:
     if credentials is None:
-        raise Unauthenticated()
+        raise errors.Unauthenticated()
     return await svc.tokens.user_id(credentials.credentials)
 
 
@@ -85,3 +85,7 @@ Svc = Annotated[Services, Depends(services)]
 Customer = Annotated[UUID, Depends(current_user)]
 Mechanic = Annotated[UUID, Depends(current_user)]  # the database decides whether the user is a mechanic
 User = Annotated[UUID, Depends(current_user)]
+
+# What any route behind a signed-in user may answer (for its OpenAPI responses).
+SIGNED_IN = (errors.Unauthenticated, errors.UnknownUser, errors.InvalidRequest, errors.AuthUnavailable,
+             errors.BackendUnavailable)

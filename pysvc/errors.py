@@ -125,6 +125,10 @@ class CheckoutNotFound(NotFound):
     code, message = "CHECKOUT_NOT_FOUND", "Stripe has no such checkout"
 
 
+class PaymentNotFound(NotFound):
+    code, message = "PAYMENT_NOT_FOUND", "this service opened no such Checkout"
+
+
 class SessionNotFound(NotFound):
     code, message = "SESSION_NOT_FOUND", "no such session"
 
@@ -198,6 +202,31 @@ class WaiverNotSigned(Conflict):
 
 class OutboxRequestFinished(Conflict):
     code, message = "REQUEST_ALREADY_FINISHED", "this Stripe request was already finished"
+
+
+class PaymentProcessing(Conflict):
+    code, message = "PAYMENT_PROCESSING", "this intake's payment is being processed by the bank"
+
+
+class PaymentInUse(Conflict):
+    code, message = "PAYMENT_IN_USE", "this payment bought a session: cancel the session instead"
+
+
+class PaymentRefunded(Conflict):
+    """A paid checkout that could not become a session (or was refunded since): its money goes back."""
+
+    code, message = "PAYMENT_REFUNDED", "this payment could not be used and was refunded"
+
+
+class NothingToSend(Conflict):
+    code, message = "NOTHING_TO_SEND", "nothing to send to Stripe for this payment"
+
+
+class CheckoutInProgress(Conflict):
+    """Another click's Checkout request is still with Stripe: the same request again shortly gets it."""
+
+    code, message = "CHECKOUT_IN_PROGRESS", "your checkout is being opened, try again in a moment"
+    headers: ClassVar[dict[str, str]] = {"Retry-After": "2"}
 
 
 class CheckoutPaidForOtherIntake(Conflict):
@@ -278,6 +307,10 @@ class InvalidParams(InvalidRequest):
     code, message = "INVALID_PARAMS", "invalid parameters"
 
 
+class InvalidRefund(InvalidRequest):
+    code, message = "INVALID_REFUND", "not a Stripe refund"
+
+
 class CheckoutInvalid(InvalidRequest):
     code, message = "CHECKOUT_INVALID", "this checkout cannot be fulfilled"
 
@@ -288,6 +321,12 @@ class StripeRefused(ApiError):
     """Stripe answered 4xx to a request of ours: retrying the same request will not help."""
 
     status, code, message = 502, "STRIPE_REFUSED", "Stripe refused the request"
+
+
+class StripeBusy(ApiError):
+    """Stripe is still working on a request with this idempotency key (409 idempotency_key_in_use)."""
+
+    status, code, message = 503, "STRIPE_BUSY", "Stripe is still processing this request, try again"
 
 
 class BackendUnavailable(ApiError):
@@ -318,6 +357,8 @@ SQL_ERRORS: dict[str, type[ApiError]] = {
         NotAMechanic, MechanicInactive, NotEligible, NotAssignedMechanic, SessionNotFound, AssignmentNotFound,
         OutboxRequestNotFound, AssignmentTaken, AssignmentClosed, InvalidTransition, SessionNotCancellable,
         OutboxRequestFinished, InvalidArgument, InvalidKind, InvalidOutcome,
+        # payments
+        PaymentNotFound, PaymentProcessing, PaymentInUse, NothingToSend, InvalidRefund,
         # timeouts, the waiver, decline
         WaiverNotSigned, AssignmentAlreadyDeclined, NotPreferredMechanic,
     )

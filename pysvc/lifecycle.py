@@ -1,46 +1,19 @@
 """The RPC client for a session's life after creation: accept, decline, start, complete, release,
 cancel, the mechanic's queue, the sweep and the limits it obeys. Each is one SQL function, one
-transaction, under the customer's lock (sql/functions/lifecycle/); this module only types the calls."""
+transaction, under the customer's lock (sql/functions/lifecycle/, sql/functions/routing/); this module
+only types the calls (into the API's own models: the SQL says session_type where the API says type)."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 from pydantic import BaseModel, TypeAdapter
 
-from pysvc.enums import SessionStatus, SessionType
 from pysvc.postgrest import Rpc
+from pysvc.schemas import QueuedSession, SessionState
 
-
-class SessionState(BaseModel):
-    """What every transition answers: the session as it now is, and whether this call changed it."""
-
-    session_id: UUID
-    status: SessionStatus
-    session_type: SessionType
-    plan: str
-    customer_id: UUID
-    mechanic_id: UUID | None = None
-    assignment_id: UUID | None = None
-    assignment_status: str | None = None
-    refund: dict[str, Any] | None = None
-    changed: bool
-
-
-class QueueItem(BaseModel):
-    assignment_id: UUID
-    session_id: UUID
-    session_type: SessionType
-    plan: str
-    urgent: bool
-    offered_at: datetime
-    routing_type: str
-    preferred: bool
-
-
-QUEUE = TypeAdapter(list[QueueItem])
+QUEUE = TypeAdapter(list[QueuedSession])
 
 
 class SessionLimits(BaseModel):
@@ -75,7 +48,7 @@ class Lifecycle:
 
     async def _state(self, function: str, **args: object) -> SessionState:
         data = await self.rpc.call(function, {k: str(v) if isinstance(v, UUID) else v for k, v in args.items()})
-        return SessionState.model_validate(data)
+        return SessionState.model_validate({**data, "type": data["session_type"]})
 
     async def accept(self, assignment_id: UUID, mechanic_id: UUID) -> SessionState:
         return await self._state("accept_assignment", assignment_id=assignment_id, mechanic_id=mechanic_id)
@@ -95,8 +68,9 @@ class Lifecycle:
     async def cancel(self, session_id: UUID, customer_id: UUID, reason: str | None = None) -> SessionState:
         return await self._state("cancel_session", session_id=session_id, customer_id=customer_id, reason=reason)
 
-    async def queue(self, mechanic_id: UUID) -> list[QueueItem]:
-        return QUEUE.validate_python(await self.rpc.call("mechanic_queue_for", {"mechanic_id": str(mechanic_id)}))
+    async def queue(self, mechanic_id: UUID) -> list[QueuedSession]:
+        rows = await self.rpc.call("mechanic_queue_for", {"mechanic_id": str(mechanic_id)})
+        return QUEUE.validate_python([{**row, "type": row["session_type"]} for row in rows])
 
     async def sweep(self) -> SweepResult:
         """The sweep, for every limit in public.session_limits (the same call pg_cron makes)."""

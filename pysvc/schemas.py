@@ -94,6 +94,16 @@ class TimelineEntry(Body):
     reason: str | None = Field(default=None, description="Why, when the event has a reason (e.g. no_show, time_limit).")
 
 
+class PaymentSummary(Body):
+    """Where a paid session's money is: consumed (it paid for this session), refund_requested,
+    refunded or refund_failed (support is on it)."""
+
+    status: str
+    amount: int
+    currency: str
+    amount_refunded: int
+
+
 class SessionDetail(Body):
     """A participant's view of one session."""
 
@@ -108,6 +118,7 @@ class SessionDetail(Body):
     waiver_signed: bool = Field(description="The customer signed the waiver: a mechanic may start the session.")
     urgent: bool
     routing_type: RoutingType
+    payment: PaymentSummary | None = None
     timeline: list[TimelineEntry]
 
 

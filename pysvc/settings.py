@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     # which serves minimal pages so that `pysvc dev` works end to end.
     app_base_url: str | None = None
     # Stripe Checkout Sessions close after this many minutes (Stripe's minimum is 30).
-    checkout_expiry_minutes: int = Field(default=30, ge=30, le=24 * 60)
+    checkout_expiry_minutes: int = Field(default=30, ge=30, le=23 * 60)
     # `pysvc serve` also reconciles completed checkouts of the last N hours every background pass
     # when this is set (off by default: the webhook and the landing page fulfil; reconcile is a net).
     reconcile_hours: int | None = Field(default=None, ge=1, le=24 * 30)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from pysvc.enums import RoutingType, SessionStatus, SessionType
 from pysvc.errors import BackendUnavailable
 from pysvc.postgrest import Rpc, guard
-from pysvc.schemas import CreditEntry, Credits, SessionDetail, TimelineEntry
+from pysvc.schemas import CreditEntry, Credits, PaymentSummary, SessionDetail, TimelineEntry
 
 PLAN_CACHE_SECONDS = 30.0
 
@@ -50,16 +50,16 @@ class SessionRow(BaseModel):
     intake_id: UUID
 
 
-class CheckoutRow(BaseModel):
-    id: str
-    status: str
-    url: str | None
-    expires_at: datetime | None
+class PaymentRow(BaseModel):
+    """A row of public.payments, as open_checkout and record_checkout_opened answer it."""
 
-    def usable(self) -> bool:
-        """Still open and not about to close under the customer."""
-        return self.status == "open" and self.url is not None and (
-            self.expires_at is None or self.expires_at > datetime.now(UTC) + timedelta(minutes=2))
+    id: UUID
+    status: str
+    checkout_session_id: str | None = None
+    checkout_url: str | None = None
+    session_id: UUID | None = None
+    idempotency_key: str
+    request: dict[str, Any]
 
 
 INTAKE_COLUMNS = "id,customer_user_id,plan,urgent,is_specialist,preferred_mechanic_id,routing_type,waiver_signed_at"
@@ -124,7 +124,8 @@ class Store:
             self.client.from_("sessions")
             .select("id,type,status,plan,intake_id,created_at,started_at,urgent,routing_type,"
                     "intakes(waiver_signed_at),session_participants(user_id,role),"
-                    "session_events(event_type,user_id,created_at,reason:metadata->>reason)")
+                    "session_events(event_type,user_id,created_at,reason:metadata->>reason),"
+                    "payments(status,amount,currency,amount_refunded)")
             .eq("id", str(session_id)).execute()
         )
         if not response.data:
@@ -134,12 +135,15 @@ class Store:
         if str(user_id) not in people:
             return None
         events = sorted(row["session_events"], key=lambda e: str(e["created_at"]))
+        payment = row.get("payments")
+        payment = (payment[0] if payment else None) if isinstance(payment, list) else payment
         return SessionDetail(
             session_id=row["id"], type=row["type"], status=row["status"], plan=row["plan"],
             intake_id=row["intake_id"], created_at=row["created_at"], started_at=row["started_at"],
             waiver_signed=row["intakes"]["waiver_signed_at"] is not None, urgent=row["urgent"],
             routing_type=row["routing_type"],
             mechanic_id=next((u for u, role in people.items() if role == "mechanic"), None),
+            payment=PaymentSummary.model_validate(payment) if payment else None,
             timeline=[TimelineEntry(event=e["event_type"], at=e["created_at"], user_id=e["user_id"], reason=e["reason"])
                       for e in events],
         )
@@ -161,23 +165,31 @@ class Store:
                      for r in rows],
         )
 
-    async def checkouts_of(self, intake_id: UUID) -> list[CheckoutRow]:
+    async def open_checkout(self, customer_id: UUID, intake_id: UUID, success_url: str, cancel_url: str,
+                            expires_in_seconds: int) -> PaymentRow:
+        """The intake's payment with its stored Checkout request (public.open_checkout decides)."""
+        row = await self.rpc.call("open_checkout", {
+            "customer_id": str(customer_id), "intake_id": str(intake_id), "success_url": success_url,
+            "cancel_url": cancel_url, "expires_in": f"{expires_in_seconds} seconds",
+        })
+        return PaymentRow.model_validate(row)
+
+    async def record_checkout_opened(self, payment_id: UUID, checkout_id: str, url: str, expires_at: int,
+                                     ) -> PaymentRow:
+        """Stripe's answer to the payment's Checkout request (expires_at: epoch seconds)."""
+        row = await self.rpc.call("record_checkout_opened", {
+            "payment_id": str(payment_id), "checkout_session_id": checkout_id, "checkout_url": url,
+            "expires_at": datetime.fromtimestamp(expires_at, UTC).isoformat(),
+        })
+        return PaymentRow.model_validate(row)
+
+    async def payment_of_checkout(self, checkout_id: str) -> PaymentRow | None:
         response = await guard(
-            self.client.from_("checkouts").select("id,status,url,expires_at")
-            .eq("intake_id", str(intake_id)).order("created_at", desc=True).execute()
+            self.client.from_("payments")
+            .select("id,status,checkout_session_id,checkout_url,session_id,idempotency_key,request")
+            .eq("checkout_session_id", checkout_id).execute()
         )
-        return [CheckoutRow.model_validate(row) for row in response.data]
-
-    async def record_checkout(self, intake: Intake, checkout_id: str, url: str, expires_at: datetime) -> None:
-        row = {"id": checkout_id, "intake_id": str(intake.id), "customer_user_id": str(intake.customer_user_id),
-               "url": url, "expires_at": expires_at.isoformat()}
-        await guard(self.client.from_("checkouts").upsert(row, on_conflict="id", ignore_duplicates=True).execute())
-
-    async def close_checkout(self, checkout_id: str, status: str) -> None:
-        await guard(
-            self.client.from_("checkouts").update({"status": status, "updated_at": datetime.now(UTC).isoformat()})
-            .eq("id", checkout_id).execute()
-        )
+        return PaymentRow.model_validate(response.data[0]) if response.data else None
 
     async def ping(self, timeout: float = 1.0) -> None:
         """PostgREST and the database answer within `timeout` seconds (a health check must not hang)."""

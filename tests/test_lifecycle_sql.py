@@ -14,7 +14,6 @@ from typing import Any, Protocol
 import httpx
 import psycopg
 import pytest
-from psycopg.types.json import Jsonb
 
 from pysvc.local.stack import StackInfo
 from tests.utils.lifecycle import (
@@ -26,6 +25,7 @@ from tests.utils.lifecycle import (
     pg_cron_command,
     refusal,
 )
+from tests.utils.payments import open_payment, payment
 
 MakeUser = Callable[[], uuid.UUID]
 MakeMechanic = Callable[..., uuid.UUID]
@@ -86,8 +86,9 @@ def new_session(call: Call, db: Db, make_user: MakeUser, make_intake: Callable[.
         }
         checkout = None
         if paid_with == "stripe":
-            checkout = f"cs_test_{uuid.uuid4().hex}"
-            payload.update(stripe_session_id=checkout, amount_paid=2999, currency="usd")
+            checkout = open_payment(db, customer, payload["intake_id"])
+            payload.update(stripe_session_id=checkout, amount_paid=2999, currency="usd",
+                           payment_intent=f"pi_{customer.hex}")
         if paid_with == "credits":
             db.execute(
                 "insert into public.credit_entries (customer_user_id, delta, reason) values (%s, 1, 'grant')",
@@ -540,30 +541,26 @@ def test_cancelling_a_paid_session_ten_times_at_once_and_again_refunds_once(
     assert sum(r.json()["changed"] for r in [*replies, again]) == 1
     rows = outbox_rows(db, session.id)
     assert [(r["kind"], r["idempotency_key"], r["status"], r["amount"]) for r in rows] == [
-        ("refund", f"refund-{session.checkout}", "pending", None)]
+        ("refund", f"refund-{session.checkout}", "pending", 2999)]
     events = event_types(db, session.id)
     assert (events.count("cancelled"), events.count("refunded")) == (1, 1)
     assert again.json()["refund"] == {
         "method": "stripe", "status": "requested", "outbox_id": rows[0]["id"], "amount": 2999,
-        "checkout_session_id": session.checkout, "reason": "cancelled",
+        "checkout_session_id": session.checkout, "reason": "cancelled", "payment_id": str(rows[0]["payment_id"]),
     }
     assert_invariants(db, session.id)
 
 
-def test_the_refund_request_carries_the_payment_intent_the_webhook_recorded(
+def test_the_refund_request_carries_the_payment_intent_the_payment_recorded(
     call: Call, db: Db, new_session: NewSession,
 ) -> None:
     session = new_session(paid_with="stripe")
-    db.execute(
-        "insert into public.stripe_events (id, type, checkout_session_id, session_id, payload)"
-        " values (%s, 'checkout.session.completed', %s, %s, %s)",
-        (f"evt_{uuid.uuid4().hex}", session.checkout, session.id,
-         Jsonb({"data": {"object": {"id": session.checkout, "payment_intent": "pi_123abc"}}})),
-    )
 
     call("cancel_session", session_id=session.id, customer_id=session.customer)
 
-    assert [r["payment_intent"] for r in outbox_rows(db, session.id)] == ["pi_123abc"]
+    [row] = outbox_rows(db, session.id)
+    assert row["params"]["payment_intent"] == payment(db, session.checkout)["payment_intent"] == row["payment_intent"]
+    assert payment(db, session.checkout)["status"] == "refund_requested"
 
 
 def test_cancelling_a_credits_session_gives_the_credits_back_once(
@@ -1069,30 +1066,47 @@ def claims(db: Db, call: Call) -> Iterator[Callable[..., list[dict[str, Any]]]]:
                    " where id = any(%s)", (foreign,))
 
 
-def enqueue(call: Call, checkout: str | None = None, **args: Any) -> dict[str, Any]:
-    r = call("enqueue_stripe_request", kind="refund", checkout_session_id=checkout or checkout_id(), **args)
+@pytest.fixture
+def checkout(db: Db, make_user: MakeUser, make_intake: Callable[..., uuid.UUID]) -> Callable[..., str]:
+    """A Checkout opened for a fresh customer's paid intake; `paid=True`: Stripe has taken the money."""
+
+    def _checkout(*, paid: bool = False) -> str:
+        customer = make_user()
+        cs = open_payment(db, customer, make_intake(customer, "standard"))
+        if paid:
+            db.execute("update public.payments set status = 'paid', paid_at = now(), amount_paid = amount,"
+                       " payment_intent = 'pi_' || md5(id::text) where checkout_session_id = %s", (cs,))
+        return cs
+
+    return _checkout
+
+
+def enqueue(call: Call, checkout: str, kind: str = "expire_checkout", **args: Any) -> dict[str, Any]:
+    r = call("enqueue_stripe_request", kind=kind, checkout_session_id=checkout, **args)
     assert r.status_code == 200, r.text
     return dict(r.json())
 
 
-def test_many_concurrent_refund_requests_for_one_checkout_make_one_row(call: Call, db: Db) -> None:
-    checkout = checkout_id()
+def test_many_concurrent_refund_requests_for_one_payment_make_one_row(
+    call: Call, db: Db, checkout: Callable[..., str],
+) -> None:
+    cs = checkout(paid=True)
     with ThreadPoolExecutor(max_workers=20) as pool:
-        rows = list(pool.map(lambda i: enqueue(call, checkout, reason=f"attempt {i}"), range(20)))
+        rows = list(pool.map(lambda i: enqueue(call, cs, "refund", reason=f"attempt {i}"), range(20)))
 
     assert len({r["id"] for r in rows}) == 1
-    assert sum(r["created"] for r in rows) == 1
-    assert rows[0]["idempotency_key"] == f"refund-{checkout}"
+    assert rows[0]["idempotency_key"] == f"refund-{cs}"
+    assert rows[0]["params"]["amount"] == 2999 and rows[0]["params"]["payment_intent"].startswith("pi_")
+    assert payment(db, cs)["status"] == "refund_requested"
     count = db.execute("select count(*) as n from public.stripe_outbox where checkout_session_id = %s",
-                       (checkout,)).fetchone()
+                       (cs,)).fetchone()
     assert count == {"n": 1}
 
 
-def test_a_later_request_fills_in_the_payment_intent(call: Call) -> None:
-    checkout = checkout_id()
-    first = enqueue(call, checkout)
-    later = enqueue(call, checkout, payment_intent="pi_456")
-    assert (later["id"], later["payment_intent"], later["created"]) == (first["id"], "pi_456", False)
+def test_an_open_checkout_cannot_be_refunded_only_expired(call: Call, checkout: Callable[..., str]) -> None:
+    cs = checkout()
+    assert refusal(call("enqueue_stripe_request", kind="refund", checkout_session_id=cs)) == (409, "NOTHING_TO_SEND")
+    assert enqueue(call, cs)["idempotency_key"] == f"expire-checkout-{cs}"
 
 
 @pytest.mark.parametrize(
@@ -1100,7 +1114,7 @@ def test_a_later_request_fills_in_the_payment_intent(call: Call) -> None:
     [
         ({"kind": "charge"}, 422, "INVALID_KIND"),
         ({"checkout_session_id": "pi_123"}, 422, "INVALID_STRIPE_SESSION"),
-        ({"session_id": str(uuid.uuid4())}, 404, "SESSION_NOT_FOUND"),
+        ({}, 404, "PAYMENT_NOT_FOUND"),
     ],
 )
 def test_an_invalid_request_is_refused(call: Call, args: dict[str, Any], status: int, code: str) -> None:
@@ -1109,9 +1123,9 @@ def test_an_invalid_request_is_refused(call: Call, args: dict[str, Any], status:
 
 
 def test_two_concurrent_claimers_never_claim_the_same_request(
-    call: Call, claims: Callable[..., list[dict[str, Any]]],
+    call: Call, checkout: Callable[..., str], claims: Callable[..., list[dict[str, Any]]],
 ) -> None:
-    own = {enqueue(call)["id"] for _ in range(30)}
+    own = {enqueue(call, checkout())["id"] for _ in range(30)}
     with ThreadPoolExecutor(max_workers=4) as pool:
         batches = list(pool.map(lambda _: claims(own, max_requests=10), range(4)))
 
@@ -1121,17 +1135,17 @@ def test_two_concurrent_claimers_never_claim_the_same_request(
 
 
 def test_a_claimed_request_is_not_claimed_again_while_leased(
-    call: Call, claims: Callable[..., list[dict[str, Any]]],
+    call: Call, checkout: Callable[..., str], claims: Callable[..., list[dict[str, Any]]],
 ) -> None:
-    own = {enqueue(call)["id"]}
+    own = {enqueue(call, checkout())["id"]}
     assert [r["id"] for r in claims(own)] == list(own)
     assert claims(own) == []
 
 
 def test_a_request_whose_lease_ran_out_is_claimed_again(
-    call: Call, db: Db, claims: Callable[..., list[dict[str, Any]]],
+    call: Call, checkout: Callable[..., str], db: Db, claims: Callable[..., list[dict[str, Any]]],
 ) -> None:
-    own = {enqueue(call)["id"]}
+    own = {enqueue(call, checkout())["id"]}
     claims(own)
     db.execute("update public.stripe_outbox set locked_until = now() - interval '1 second' where id = any(%s)",
                (list(own),))
@@ -1139,8 +1153,10 @@ def test_a_request_whose_lease_ran_out_is_claimed_again(
     assert [(r["id"], r["attempts"]) for r in again] == [(next(iter(own)), 2)]
 
 
-def test_sent_records_stripes_id_and_is_idempotent(call: Call, claims: Callable[..., list[dict[str, Any]]]) -> None:
-    row = enqueue(call)
+def test_sent_records_stripes_id_and_is_idempotent(
+    call: Call, checkout: Callable[..., str], claims: Callable[..., list[dict[str, Any]]],
+) -> None:
+    row = enqueue(call, checkout())
     claims({row["id"]})
 
     sent = call("finish_stripe_request", id=row["id"], outcome="sent", stripe_object_id="re_1")
@@ -1153,9 +1169,9 @@ def test_sent_records_stripes_id_and_is_idempotent(call: Call, claims: Callable[
 
 
 def test_retry_puts_the_request_back_after_the_delay(
-    call: Call, db: Db, claims: Callable[..., list[dict[str, Any]]],
+    call: Call, checkout: Callable[..., str], db: Db, claims: Callable[..., list[dict[str, Any]]],
 ) -> None:
-    row = enqueue(call)
+    row = enqueue(call, checkout())
     claims({row["id"]})
 
     r = call("finish_stripe_request", id=row["id"], outcome="retry", error="Stripe 500", retry_in="5 minutes")
@@ -1169,8 +1185,10 @@ def test_retry_puts_the_request_back_after_the_delay(
     assert [r["attempts"] for r in claims({row["id"]})] == [2]
 
 
-def test_retry_without_a_delay_backs_off(call: Call, db: Db, claims: Callable[..., list[dict[str, Any]]]) -> None:
-    row = enqueue(call)
+def test_retry_without_a_delay_backs_off(
+    call: Call, checkout: Callable[..., str], db: Db, claims: Callable[..., list[dict[str, Any]]],
+) -> None:
+    row = enqueue(call, checkout())
     claims({row["id"]})
     call("finish_stripe_request", id=row["id"], outcome="retry", error="timeout")
     delay = db.execute("select round(extract(epoch from next_attempt_at - updated_at)) as s from public.stripe_outbox"
@@ -1179,17 +1197,16 @@ def test_retry_without_a_delay_backs_off(call: Call, db: Db, claims: Callable[..
 
 
 def test_failed_keeps_the_reason_and_is_never_claimed_again(
-    call: Call, claims: Callable[..., list[dict[str, Any]]],
+    call: Call, checkout: Callable[..., str], claims: Callable[..., list[dict[str, Any]]],
 ) -> None:
-    row = enqueue(call)
+    row = enqueue(call, checkout())
     claims({row["id"]})
 
     failed = call("finish_stripe_request", id=row["id"], outcome="failed", error="charge already refunded")
     late = call("finish_stripe_request", id=row["id"], outcome="sent", stripe_object_id="re_2")
 
     assert (failed.json()["status"], failed.json()["last_error"]) == ("failed", "charge already refunded")
-    assert refusal(late) == (409, "REQUEST_ALREADY_FINISHED")
-    assert details(late) == {"status": "failed"}
+    assert (late.json()["status"], late.json()["changed"]) == ("failed", False)  # another worker's finish: done
     assert claims({row["id"]}) == []
 
 
@@ -1230,8 +1247,8 @@ def test_lifecycle_functions_are_security_definer_with_an_empty_search_path(db: 
 
 
 def test_customers_cannot_read_the_outbox(rest: httpx.Client, user_token: Callable[[uuid.UUID], str],
-                                          make_user: MakeUser, call: Call) -> None:
-    enqueue(call)
+                                          make_user: MakeUser, call: Call, checkout: Callable[..., str]) -> None:
+    enqueue(call, checkout())
     r = rest.get("/stripe_outbox", headers={"Authorization": f"Bearer {user_token(make_user())}"})
     assert r.status_code in (401, 403) or r.json() == []
 

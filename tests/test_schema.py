@@ -1,4 +1,4 @@
-"""The schema's own guarantees: the function's single source, RLS, grants and constraints."""
+"""The schema's own guarantees: one editable source per function, RLS, grants and constraints."""
 
 from __future__ import annotations
 
@@ -20,16 +20,90 @@ Db = psycopg.Connection[dict[str, Any]]
 MakeIntake = Callable[..., uuid.UUID]
 Token = Callable[[uuid.UUID], str]
 
-SOURCE = migrate.SQL_DIR / "create_session_record.sql"
+RELEASE = "release it: copy its statements into a new migration sql/migrations/<YYYYMMDDHHMMSS>_<what>.sql"
 
 
-def test_newest_function_migration_is_the_editable_source() -> None:
-    releases = [m for m in migrate.discover() if "function public.create_session_record" in m.path.read_text()]
-    assert releases, "no migration defines public.create_session_record"
-    assert releases[-1].path.read_text() == SOURCE.read_text(), (
-        f"{SOURCE.name} changed: release it as a new migration "
-        f"(cp sql/create_session_record.sql sql/migrations/<timestamp>_<what_changed>.sql)"
-    )
+def _source_texts() -> dict[str, str]:
+    """Every editable SQL file: under sql/, outside migrations/ and local/."""
+    return {
+        str(path.relative_to(migrate.SQL_DIR.parent)): path.read_text()
+        for path in sorted(migrate.SQL_DIR.rglob("*.sql"))
+        if path.relative_to(migrate.SQL_DIR).parts[0] not in ("migrations", "local")
+    }
+
+
+def _sources() -> dict[str, list[migrate.FunctionStatement]]:
+    return {path: migrate.function_statements(text) for path, text in _source_texts().items()}
+
+
+def _released() -> dict[str, dict[str, tuple[str, str]]]:
+    """Each function the migrations define: kind (create, comment) -> (newest migration, its statement)."""
+    newest: dict[str, dict[str, tuple[str, str]]] = {}
+    for migration in migrate.discover():
+        for statement in migrate.function_statements(migration.path.read_text()):
+            newest.setdefault(statement.name, {})[statement.kind] = (migration.path.name, statement.text)
+    return {name: kinds for name, kinds in newest.items() if "create" in kinds}
+
+
+def test_every_function_has_exactly_one_source() -> None:
+    defined_in: dict[str, list[str]] = {}
+    for path, statements in _sources().items():
+        for statement in statements:
+            if statement.kind == "create":
+                defined_in.setdefault(statement.name, []).append(path)
+    problems = []
+    for name in _released():
+        paths = defined_in.get(name, [])
+        if not paths:
+            problems.append(f"{name} has no source: create sql/functions/<domain>/{name.split('.')[1]}.sql "
+                            "with its create and comment statements copied from the newest migration")
+        elif len(paths) > 1:
+            problems.append(f"{name} is defined by {len(paths)} sources ({', '.join(paths)}): keep one")
+    assert not problems, "\n".join(problems)
+
+
+def test_a_source_holds_one_function_and_its_comment_only() -> None:
+    problems = []
+    for path, text in _source_texts().items():
+        statements = migrate.function_statements(text)
+        kinds = sorted(s.kind for s in statements)
+        if len({s.name for s in statements}) != 1 or kinds not in (["create"], ["comment", "create"]) \
+                or len(migrate.split_statements(text)) != len(statements):
+            problems.append(f"{path}: a source holds one function's create and comment statements, nothing else "
+                            "(grants, revokes and drops stay in migrations)")
+    assert not problems, "\n".join(problems)
+
+
+def test_every_source_is_released() -> None:
+    released = _released()
+    unreleased = [f"{path}: no migration defines {s.name}: {RELEASE}"
+                  for path, statements in _sources().items() for s in statements
+                  if s.kind == "create" and s.name not in released]
+    assert not unreleased, "\n".join(unreleased)
+
+
+@pytest.mark.parametrize("kind", ["create", "comment"])
+def test_the_newest_migration_carries_each_source_verbatim(kind: str) -> None:
+    released = _released()
+    problems = []
+    for path, statements in _sources().items():
+        for s in statements:
+            if s.kind != kind or s.name not in released or kind not in released[s.name]:
+                continue
+            migration, text = released[s.name][kind]
+            if text != s.text:
+                problems.append(f"{path} and the newest migration with its {kind} statement ({migration}) differ: "
+                                f"edit {path} (never a released migration), then {RELEASE}")
+    assert not problems, "\n".join(problems)
+
+
+def test_every_function_has_a_comment_saying_why() -> None:
+    missing = [f"{name} has no comment: write `comment on function {name}(...) is '<why>';` in its source, "
+               f"then {RELEASE}" for name, kinds in _released().items() if "comment" not in kinds]
+    missing += [f"{path} has no comment statement: add the one its newest migration has"
+                for path, statements in _sources().items()
+                if statements and not any(s.kind == "comment" for s in statements)]
+    assert not missing, "\n".join(missing)
 
 
 def test_function_is_security_definer_with_an_empty_search_path(db: Db) -> None:

@@ -85,7 +85,7 @@ def assert_invariants(db: Db, session_id: str) -> None:
 
 def _assert_refunded_iff_ended_unstarted(db: Db, session: dict[str, Any], events: list[str]) -> None:
     ended_unstarted = session["status"] in ("cancelled", "expired")
-    method = session["metadata"].get("payment_method")
+    method = session["payment_method"]
     outbox = db.execute(
         "select count(*) as n from public.stripe_outbox where session_id = %s and kind = 'refund'", (session["id"],),
     ).fetchone()
