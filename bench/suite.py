@@ -1,5 +1,5 @@
-"""The run itself: start or find the stack, measure A, B, B_py, C and D, the race, scale, memory, and
-(full mode) where the database's and the API's time goes."""
+"""The run itself: start or find the stack, measure A, B, B_py, C, D, the comparisons E and F and the
+session flow S, the race, scale, memory, and (full mode) where the database's and the API's time goes."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import psutil
 from psycopg import AsyncConnection
 
 from bench import diagnose, paths, profile, seed
-from bench.drivers import Driver, Pgbench, PythonClient, RpcOverPostgrest, WholeApi
+from bench.drivers import Driver, Pgbench, PythonClient, RpcOverPostgrest, SessionFlow, WholeApi
 from bench.harness import Arm, Timing, measure, measure_interleaved, run_rep
 from bench.procs import CpuMeter
 from bench.race import RaceShape, refused_by_index, run_race
@@ -30,7 +30,9 @@ from bench.server import ApiServer, PeakRss
 from bench.target import Target, open_target, own_stack
 
 Say = Callable[[str], None]
-PATHS = ("A", "B", "B_py", "C", "D")
+PATHS = ("A", "B", "B_py", "C", "D", "E", "F", "S")
+API_PATHS = ("D", "E", "F", "S")  # each with an API process of its own kind: pysvc (D, S) or a peer (E, F)
+ONLY_AT_RATIO = ("E", "F", "S")  # comparisons and the session flow: measured at 8 clients only
 PROFILE_CONCURRENCY = 8
 RATIO_CONCURRENCY = 8  # the targets' ratios are read here: these points are measured turn about
 SAMPLER_DIR = Path(__file__).resolve().parent / "cpusampler"
@@ -92,12 +94,17 @@ class Suite:
                 meter = CpuMeter({"postgres": target.postgres_pid, "postgrest": target.postgrest_pid})
                 try:
                     with contextlib.ExitStack() as stack:
-                        server = stack.enter_context(ApiServer(target)) if "D" in self.paths else None
-                        await self._sweeps(target, seeder, conn, meter, server)
+                        servers: dict[str, ApiServer] = {}
+                        if {"D", "S"} & set(self.paths):
+                            servers["D"] = servers["S"] = stack.enter_context(ApiServer(target))
+                        for peer in ("E", "F"):
+                            if peer in self.paths:
+                                servers[peer] = stack.enter_context(ApiServer(target, peer=peer))
+                        await self._sweeps(target, seeder, conn, meter, servers)
                         if {"B_py", "C"} & set(self.paths):
                             await self._races(target, seeder, conn)
-                        if server is not None:
-                            await self._api_diagnostics(target, seeder, conn, meter, server)
+                        if "D" in self.paths:
+                            await self._api_diagnostics(target, seeder, conn, meter, servers)
                     if self.diagnostics and "B" in self.paths:
                         self.results.setdefault("database_profile", {})["B"] = await self._db_profile(
                             target, conn, meter, RpcOverPostgrest(seeder, target.rest_url, target.service_role_key),
@@ -112,33 +119,35 @@ class Suite:
         self.results["duration_s"] = round(time.monotonic() - began, 1)
         return self.results
 
-    def _driver(self, name: str, target: Target, seeder: Seeder, server: ApiServer | None) -> Driver[Any]:
+    def _driver(self, name: str, target: Target, seeder: Seeder, servers: dict[str, ApiServer]) -> Driver[Any]:
         if name == "A":
             return Pgbench(seeder, target.database_url)
         if name == "B":
             return RpcOverPostgrest(seeder, target.rest_url, target.service_role_key)
-        if name == "D":
-            assert server is not None
-            return WholeApi(seeder, server.url, target.jwt_secret)
+        if name == "S":
+            return SessionFlow(seeder, servers[name].url, target.jwt_secret)
+        if name in API_PATHS:
+            return WholeApi(seeder, servers[name].url, target.jwt_secret, name=name)
         workload = paths.PythonRpc if name == "B_py" else paths.OriginalDesign
         return PythonClient(seeder, workload(target.rest_url, target.service_role_key))
 
     async def _sweeps(
         self, target: Target, seeder: Seeder, conn: AsyncConnection[tuple[object, ...]], meter: CpuMeter,
-        server: ApiServer | None,
+        servers: dict[str, ApiServer],
     ) -> None:
-        """Every path at every concurrency. At RATIO_CONCURRENCY, where the targets' ratios are read, the
-        paths' repetitions alternate (A, B, B_py, C, D, A, ...), so the machine's other load falls on
-        all of them alike; the other concurrencies are measured path by path."""
+        """Every path at every concurrency (E, F and S at RATIO_CONCURRENCY only). At RATIO_CONCURRENCY,
+        where the targets' ratios are read, the paths' repetitions alternate (A, B, B_py, C, D, E, F, S,
+        A, ...), so the machine's other load falls on all of them alike; the other concurrencies are
+        measured path by path."""
         arms: dict[str, Arm] = {}
-        rss_roots = {"postgrest": target.postgrest_pid, **({"api": server.pid} if server else {})}
+        rss_roots = {"postgrest": target.postgrest_pid, **({"api": servers["D"].pid} if "D" in servers else {})}
         with PeakRss(rss_roots) as idle:
             await asyncio.sleep(0.2)
         try:
             for name in PATHS:
                 if name in self.paths:
-                    m = meter.with_tree("api", server.pid) if name == "D" and server else meter
-                    arms[name] = Arm(self._driver(name, target, seeder, server), m, conn)
+                    m = meter.with_tree("api", servers[name].pid) if name in servers else meter
+                    arms[name] = Arm(self._driver(name, target, seeder, servers), m, conn)
                     self.results["paths"][name] = {}
             with PeakRss(rss_roots) as peak:
                 for c in self.settings.concurrencies:
@@ -150,6 +159,8 @@ class Suite:
                             self._record(name, c, point)
                         continue
                     for name, arm in arms.items():
+                        if name in ONLY_AT_RATIO:
+                            continue
                         self._record(name, c, await measure(arm.driver, c, self.settings.timing, arm.meter, conn))
         finally:
             for arm in arms.values():
@@ -159,6 +170,13 @@ class Suite:
         self.say(f"  peak RSS: {peak.peaks_mb()} MiB (idle {idle.peaks_mb()})")
 
     def _record(self, name: str, c: int, point: dict[str, Any]) -> None:
+        if name == "S" and point["sessions"]:
+            steps = SessionFlow.requests_per_session
+            point["requests_per_session"] = steps
+            point["requests_per_session_measured"] = round(sum(r["requests"] for r in point["reps"])
+                                                           / point["sessions"], 2)
+            point["cpu_ms_per_request"] = {k: None if v is None else round(v / steps, 3)
+                                           for k, v in point["cpu_ms_per_session"].items()}
         self.results["paths"][name][f"c{c}"] = point
         cpu = point["cpu_ms_per_session"]
         self.say(
@@ -222,8 +240,9 @@ class Suite:
     # -- D -------------------------------------------------------------------------------------
     async def _api_diagnostics(
         self, target: Target, seeder: Seeder, conn: AsyncConnection[tuple[object, ...]], meter: CpuMeter,
-        server: ApiServer,
+        servers: dict[str, ApiServer],
     ) -> None:
+        server = servers["D"]
         api_meter = meter.with_tree("api", server.pid)
         if self.diagnostics:
             self.results.setdefault("database_profile", {})["D"] = await self._db_profile(
@@ -231,31 +250,36 @@ class Suite:
             )
         if self.api_profile:
             self.results["api_profile"] = await self._api_profile(target, seeder, server, api_meter, conn)
+            for path in ("F", "S"):  # the floor (the difference is what to remove) and a customer's session
+                if path in servers:
+                    self.results[f"api_profile_{path}"] = await self._api_profile(
+                        target, seeder, servers[path], meter.with_tree("api", servers[path].pid), conn, path=path)
 
     async def _api_profile(
         self, target: Target, seeder: Seeder, server: ApiServer, meter: CpuMeter,
-        conn: AsyncConnection[tuple[object, ...]],
+        conn: AsyncConnection[tuple[object, ...]], path: str = "D",
     ) -> dict[str, Any]:
-        """Where the API's CPU goes during D at c8, two ways, each in one more run (not one of the measured
-        repetitions): py-spy attached from outside, and a CPU-time sampler inside a second API process.
-        Shares are turned into ms per intake with the API's CPU per session measured unprofiled at c8."""
-        point = self.results["paths"]["D"].get(f"c{PROFILE_CONCURRENCY}") or {}
+        """Where the API's CPU goes during D (or F) at c8, two ways, each in one more run (not one of the
+        measured repetitions): py-spy attached from outside, and a CPU-time sampler inside a second API
+        process. Shares are turned into ms per intake with the API's CPU per session measured unprofiled
+        at c8."""
+        point = self.results["paths"][path].get(f"c{PROFILE_CONCURRENCY}") or {}
         api_ms = point.get("cpu_ms_per_session", {}).get("api")
         rate = max(float(point.get("throughput") or 500.0), 50.0)
         seconds = self.settings.profile_s
         found: dict[str, Any] = {"api_cpu_ms_per_session": api_ms, "concurrency": PROFILE_CONCURRENCY,
                                  "seconds": seconds}
         with tempfile.TemporaryDirectory(prefix="pysvc-bench-profile-") as tmp:
-            d = WholeApi(seeder, server.url, target.jwt_secret)
+            d = self._api_driver(path, seeder, server.url, target.jwt_secret)
             try:
                 found["py_spy"] = await self._py_spy(d, server, meter, conn, Path(tmp) / "py-spy.raw", rate, api_ms)
             finally:
                 await d.aclose()
             out = Path(tmp) / "sampler.raw"
             env = {"PYTHONPATH": str(SAMPLER_DIR), "PYSVC_BENCH_CPU_PROFILE": str(out)}
-            with ApiServer(target, env=env) as sampled:
+            with ApiServer(target, env=env, peer=server.peer) as sampled:
                 assert sampled.pid is not None
-                d = WholeApi(seeder, sampled.url, target.jwt_secret)
+                d = self._api_driver(path, seeder, sampled.url, target.jwt_secret)
                 sampled_meter = meter.with_tree("api", sampled.pid)
                 try:
                     warm = await d.prepare(int(rate * 2 * 2) + 64)
@@ -280,8 +304,12 @@ class Suite:
                 found["cpu_sampler"] = {"error": "the sampled API wrote no profile"}
         for name in ("py_spy", "cpu_sampler"):
             top = found[name].get("by_innermost_package") or []
-            self.say(f"  API profile ({name}): " + ", ".join(f"{r['name']} {r['share']:.0%}" for r in top[:7]))
+            self.say(f"  {path} API profile ({name}): " + ", ".join(f"{r['name']} {r['share']:.0%}" for r in top[:7]))
         return found
+
+    @staticmethod
+    def _api_driver(path: str, seeder: Seeder, url: str, jwt_secret: str) -> WholeApi:
+        return SessionFlow(seeder, url, jwt_secret) if path == "S" else WholeApi(seeder, url, jwt_secret, name=path)
 
     async def _py_spy(
         self, d: WholeApi, server: ApiServer, meter: CpuMeter, conn: AsyncConnection[tuple[object, ...]],

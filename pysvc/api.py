@@ -25,25 +25,15 @@ from starlette.exceptions import HTTPException
 from pysvc import __version__, background
 from pysvc.deps import Services
 from pysvc.errors import ApiError
+from pysvc.fastpath import IntakeFastPath
 from pysvc.logs import configure_logging, request_id
 from pysvc.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from pysvc.responses import invalid_request, render
 from pysvc.routers import app_pages, customer, health, mechanic, ops, stripe
-from pysvc.schemas import INVALID_INTAKE
 from pysvc.settings import Settings, load_settings
 
 log = logging.getLogger("pysvc")
 DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"  # Swagger UI and ReDoc: no CDN needed
-
-
-def render(error: ApiError) -> JSONResponse:
-    """The error's body; a 5xx says only what kind of failure it was and the request id to quote (what
-    went wrong inside, e.g. PostgREST's answer, goes to the log line with the same request id)."""
-    if error.http_status < 500:
-        return JSONResponse(error.body(), status_code=error.http_status, headers=error.headers or None)
-    log.warning("%s: %s", error.code, error.detail,
-                extra={"fields": {"http_status": error.http_status, "details": error.extra}})
-    body = {"error": type(error).message, "code": error.body()["code"], "requestId": request_id.get()}
-    return JSONResponse(body, status_code=error.http_status, headers=error.headers or None)
 
 
 async def on_api_error(_: Request, exc: Exception) -> JSONResponse:
@@ -53,12 +43,7 @@ async def on_api_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def on_invalid(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    problems = exc.errors()
-    first = next((e for e in problems if e.get("type") == INVALID_INTAKE), problems[0] if problems else {})
-    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-    message = f"{where}: {first.get('msg', 'invalid request')}".strip(": ")
-    code = INVALID_INTAKE if first.get("type") == INVALID_INTAKE else "INVALID_REQUEST"
-    return JSONResponse({"error": message, "code": code}, status_code=422)
+    return invalid_request(exc.errors())
 
 
 async def on_http(_: Request, exc: Exception) -> JSONResponse:
@@ -99,6 +84,7 @@ def create_app(settings: Settings) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
+    app.add_middleware(IntakeFastPath)  # innermost: under the body limit and the request id
     app.add_middleware(BodyLimitMiddleware, default=settings.max_body_bytes,
                        per_path={"/api/stripe/webhook": settings.max_webhook_body_bytes})
     app.add_middleware(RequestIdMiddleware)

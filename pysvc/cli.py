@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import os
 import socket
 import sys
@@ -131,7 +132,7 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_port_free(host: str, port: int) -> None:
+def check_port_free(host: str, port: int, *, dev: bool = False) -> None:
     """Fail before start-up, in one line, when the API's address cannot be bound."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -144,22 +145,39 @@ def check_port_free(host: str, port: int) -> None:
         try:
             probe.bind(address)
         except OSError as exc:
+            if dev and exc.errno == errno.EADDRINUSE:
+                raise ConfigError(
+                    f"cannot listen on {host}:{port} ({exc.strerror}): probably a `pysvc dev` (`make run`) is "
+                    f"running already; stop it (Ctrl-C), or use another port: `make run PORT={port + 1}` "
+                    f"(or `pysvc dev --port {port + 1}`)",
+                ) from exc
             raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror}): pass another --port, "
                               "or stop what holds it") from exc
 
 
+LOCAL_STACK_HINT = (
+    "to serve against the local stack instead, run `pysvc dev` (starts the stack too), or after "
+    '`pysvc stack start`: (set -a; eval "$(pysvc stack env)"; pysvc serve)'
+)
+
+
 def _serve(args: argparse.Namespace) -> int:
     from pysvc.api import serve
+    from pysvc.settings import load_settings
 
     check_port_free(args.host, args.port)
-    serve(host=args.host, port=args.port, workers=args.workers)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}; {LOCAL_STACK_HINT}") from exc
+    serve(host=args.host, port=args.port, settings=settings, workers=args.workers)
     return 0
 
 
 def _dev(args: argparse.Namespace) -> int:
     from pysvc.local.dev import dev
 
-    check_port_free(args.host, args.port)
+    check_port_free(args.host, args.port, dev=True)
     dev(host=args.host, port=args.port, stop_stack=args.stop_stack)
     return 0
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -46,15 +47,18 @@ class Metrics:
             "was down or refused; unexpected: any other exception, logged with its traceback).",
             ("job", "kind"), registry=self.registry,
         )
-        for method in PaymentMethod:  # 0 from the start, so rate() sees the first one
-            self.sessions_created.labels(payment_method=method.value)
+        # Label children looked up once, not on every call (the request path's hot part)
+        self._created = {method.value: self.sessions_created.labels(payment_method=method.value)
+                         for method in PaymentMethod}  # 0 from the start, so rate() sees the first one
+        self._rpc: dict[str, Any] = {}
 
     def webhook_event(self, event_type: str, outcome: str, handled: Collection[str]) -> None:
         label = event_type if event_type in handled else OTHER
         self.webhook_events.labels(type=label, outcome=outcome).inc()
 
     def session_created(self, payment_method: str) -> None:
-        self.sessions_created.labels(payment_method=payment_method).inc()
+        counter = self._created.get(payment_method) or self.sessions_created.labels(payment_method=payment_method)
+        counter.inc()
 
     def background_succeeded(self, job: str, at: float) -> None:
         self.background_last_success.labels(job=job).set(at)
@@ -69,3 +73,10 @@ class Metrics:
             yield
         finally:
             self.rpc_duration.labels(function=function).observe(time.perf_counter() - started)
+
+    def rpc_observe(self, function: str, seconds: float) -> None:
+        """One RPC round trip's duration (`pysvc_rpc_duration_seconds`)."""
+        child = self._rpc.get(function)
+        if child is None:
+            child = self._rpc[function] = self.rpc_duration.labels(function=function)
+        child.observe(seconds)

@@ -4,8 +4,9 @@ access log, and the body limit."""
 from __future__ import annotations
 
 import json
+import logging
+import os
 import time
-import uuid
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -24,7 +25,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = _header(scope, b"x-request-id")[:64] or uuid.uuid4().hex
+        rid = _header(scope, b"x-request-id")[:64] or os.urandom(16).hex()
         token = request_id.set(rid)
         began = time.perf_counter()
         status = 500
@@ -39,8 +40,10 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            fields: dict[str, Any] = {"status": status, "duration_ms": round((time.perf_counter() - began) * 1000, 2)}
-            log.info("%s %s %s", scope["method"], scope["path"], status, extra={"fields": fields})
+            if log.isEnabledFor(logging.INFO):
+                fields: dict[str, Any] = {"status": status,
+                                          "duration_ms": round((time.perf_counter() - began) * 1000, 2)}
+                log.info("%s %s %s", scope["method"], scope["path"], status, extra={"fields": fields})
             request_id.reset(token)
 
 

@@ -245,10 +245,16 @@ def has_supabase_roles(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
     return bool(row and row[0])
 
 
-def bootstrap(database_url: str) -> bool:
-    """Give a bare PostgreSQL what Supabase provides; return False where it already had it."""
+def bootstrap(database_url: str, *, refresh: bool = False) -> bool:
+    """Give a bare PostgreSQL what Supabase provides; return False where it already had it.
+
+    `refresh` re-applies the (idempotent) script where the roles exist, so a local database
+    bootstrapped by an older release gets what was added since (the roles' search_path). Never
+    on a real Supabase database: there, Supabase's own setup is the truth.
+    """
     with connect(database_url) as conn:
-        if has_supabase_roles(conn):
+        present = has_supabase_roles(conn)
+        if present and not refresh:
             return False
         with conn.transaction():
             for statement in split_statements(COMPAT_SQL.read_text()):
@@ -260,4 +266,4 @@ def bootstrap(database_url: str) -> bool:
                         f"the Supabase-compat bootstrap failed, nothing applied: {message}"
                         " (it needs a superuser, e.g. postgres, in the database URL)",
                     ) from exc
-    return True
+    return not present

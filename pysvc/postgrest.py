@@ -1,18 +1,22 @@
 """PostgREST as this service talks to it: one client per process, and every failure as an ApiError.
 
-`connect()` builds the client (one keep-alive pool, no retries: a failure answers at once).
-`Rpc.call()` posts to `/rpc/<function>` and turns the answer's HTTP status and `code` into the
-package's errors (`pysvc.errors.from_sql`). `guard()` does the same for table reads and writes
-made with postgrest-py's query builder, whose errors carry no status.
+`connect()` builds the client: one aiohttp keep-alive pool, no retries (a failure answers at once),
+used by postgrest-py's query builder through httpx and by `Rpc` directly. `Rpc.call()` posts to
+`/rpc/<function>` and turns the answer's HTTP status and `code` into the package's errors
+(`pysvc.errors.from_sql`); with any other postgrest-py client (a `supabase` client's) it posts through
+that client's httpx session instead. `guard()` does the same for table reads and writes made with
+postgrest-py's query builder, whose errors carry no status.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
+import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 from postgrest import AsyncPostgrestClient
@@ -43,16 +47,50 @@ def service_headers(service_role_key: str) -> dict[str, str]:
     }
 
 
-def connect(rest_url: str, service_role_key: str, *, timeout: float = 10.0) -> AsyncPostgrestClient:
+class Pool:
+    """One aiohttp session (keep-alive pool) per process, made on first use, inside the event loop."""
+
+    def __init__(self, *, connections: int = 100, timeout: float = 10.0) -> None:
+        self.connections = connections
+        self.timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    def __call__(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.connections),
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                skip_auto_headers=("User-Agent",),
+            )
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+class PooledClient(AsyncPostgrestClient):
+    """postgrest-py's client over the process's aiohttp pool, which `Rpc` also posts to directly."""
+
+    def __init__(self, rest_url: str, service_role_key: str, *, timeout: float = 10.0) -> None:
+        headers = service_headers(service_role_key)
+        self.pool = Pool(timeout=timeout)
+        limits = httpx.Limits(max_connections=self.pool.connections, max_keepalive_connections=self.pool.connections)
+        http = httpx.AsyncClient(
+            base_url=rest_url, headers=headers, timeout=timeout, limits=limits,
+            # aiohttp under httpx: the same API, a third of the CPU per call (docs/benchmarks.md)
+            transport=AiohttpTransport(limits=limits, client=self.pool),
+        )
+        super().__init__(rest_url, headers=headers, http_client=http, retry_enabled=False)
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        await self.pool.aclose()
+
+
+def connect(rest_url: str, service_role_key: str, *, timeout: float = 10.0) -> PooledClient:
     """One keep-alive connection pool to PostgREST, shared by everything in a process."""
-    headers = service_headers(service_role_key)
-    limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
-    http = httpx.AsyncClient(
-        base_url=rest_url, headers=headers, timeout=timeout, limits=limits,
-        # aiohttp under httpx: the same API, a third of the CPU per call (docs/benchmarks.md)
-        transport=AiohttpTransport(limits=limits),
-    )
-    return AsyncPostgrestClient(rest_url, headers=headers, http_client=http, retry_enabled=False)
+    return PooledClient(rest_url, service_role_key, timeout=timeout)
 
 
 def is_transient(code: object) -> bool:
@@ -90,7 +128,8 @@ def _details(details: object) -> dict[str, Any]:
 
 class Rpc:
     """Calls SQL functions through PostgREST's `/rpc/`. Works with any postgrest-py async client,
-    including the one a `supabase` client holds (`Rpc(supabase_client.postgrest)`)."""
+    including the one a `supabase` client holds (`Rpc(supabase_client.postgrest)`); with `connect()`'s
+    it posts over aiohttp directly, without httpx's request and response models (docs/benchmarks.md)."""
 
     def __init__(self, client: AsyncPostgrestClient, *, max_in_flight: int = MAX_IN_FLIGHT,
                  metrics: Metrics | None = None) -> None:
@@ -98,23 +137,39 @@ class Rpc:
         self.metrics = metrics or Metrics()  # latency by function (pysvc_rpc_duration_seconds)
         self.in_flight = asyncio.Semaphore(max_in_flight)
         self.base = str(client.base_url).rstrip("/")
+        self.pool = client.pool if isinstance(client, PooledClient) else None
+        self.headers = dict(client.headers)
 
     async def call(self, function: str, args: dict[str, Any]) -> Any:
+        url = f"{self.base}/rpc/{function}"
+        async with self.in_flight:
+            started = time.perf_counter()
+            try:
+                status, raw = await (self._post_aiohttp if self.pool else self._post_httpx)(url, args)
+            finally:
+                self.metrics.rpc_observe(function, time.perf_counter() - started)
         try:
-            async with self.in_flight:
-                with self.metrics.time_rpc(function):
-                    response = await self.client.session.post(
-                        f"{self.base}/rpc/{function}", json=args, headers=self.client.headers,
-                    )
-        except httpx.TransportError as exc:
-            raise BackendUnavailable(f"PostgREST unreachable: {exc}") from exc
-        try:
-            body = response.json()
+            body = json.loads(raw) if raw else None
         except ValueError:
             body = None
-        if response.is_success:
+        if 200 <= status < 300:
             return body
-        raise error_for(response.status_code, body if isinstance(body, dict) else {})
+        raise error_for(status, body if isinstance(body, dict) else {})
+
+    async def _post_aiohttp(self, url: str, args: dict[str, Any]) -> tuple[int, bytes]:
+        assert self.pool is not None
+        try:
+            async with self.pool().post(url, data=json.dumps(args).encode(), headers=self.headers) as response:
+                return response.status, await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise BackendUnavailable(f"PostgREST unreachable: {exc or type(exc).__name__}") from exc
+
+    async def _post_httpx(self, url: str, args: dict[str, Any]) -> tuple[int, bytes]:
+        try:
+            response = await self.client.session.post(url, json=args, headers=self.client.headers)
+        except httpx.TransportError as exc:
+            raise BackendUnavailable(f"PostgREST unreachable: {exc}") from exc
+        return response.status_code, response.content
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -114,11 +114,11 @@ class SessionDetail(Body):
     intake_id: UUID
     mechanic_id: UUID | None = None
     created_at: datetime
+    payment: PaymentSummary | None = None
     started_at: datetime | None = None
     waiver_signed: bool = Field(description="The customer signed the waiver: a mechanic may start the session.")
     urgent: bool
     routing_type: RoutingType
-    payment: PaymentSummary | None = None
     timeline: list[TimelineEntry]
 
 

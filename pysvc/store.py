@@ -13,6 +13,7 @@ import httpx
 from postgrest import AsyncPostgrestClient
 from pydantic import BaseModel
 
+from pysvc.db_types import PublicPlans
 from pysvc.enums import RoutingType, SessionStatus, SessionType
 from pysvc.errors import BackendUnavailable
 from pysvc.postgrest import Rpc, guard
@@ -21,16 +22,13 @@ from pysvc.schemas import CreditEntry, Credits, PaymentSummary, SessionDetail, T
 PLAN_CACHE_SECONDS = 30.0
 
 
-class Plan(BaseModel):
-    code: str
+class Plan(PublicPlans):
+    """A row of public.plans as generated from the schema (`make types`), its type as the enum."""
+
     session_type: SessionType
-    price_cents: int
-    currency: str
-    is_free: bool
-    credit_cost: int | None = None
-    active: bool
 
 
+# Partial reads: each field is a column of the generated row model (tests/test_db_types.py checks).
 class Intake(BaseModel):
     id: UUID
     customer_user_id: UUID

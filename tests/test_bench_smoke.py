@@ -12,8 +12,10 @@ from pathlib import Path
 
 from pysvc.local.stack import PROJECT_ROOT
 
-RATIOS = {"D_cpu_over_A_cpu_c8", "D_over_B_c8", "B_over_C_c8", "B_p99_1M_over_10k", "B_over_A_c8", "B_over_A_c32"}
-PATHS = {"A": "pgbench", "B": "autocannon", "B_py": "Python", "C": "Python", "D": "autocannon"}
+RATIOS = {"D_cpu_over_A_cpu_c8", "D_over_B_c8", "D_over_E_c8", "D_api_cpu_over_F_api_cpu_c8", "B_over_C_c8",
+          "B_p99_1M_over_10k", "B_over_A_c8", "B_over_A_c32"}
+PATHS = {"A": "pgbench", "B": "autocannon", "B_py": "Python", "C": "Python", "D": "autocannon", "E": "autocannon",
+         "F": "autocannon", "S": "autocannon"}
 PROCESSES = {"postgres", "postgrest", "api", "client"}
 
 
@@ -34,7 +36,11 @@ def test_quick_benchmark_measures_every_path_and_lets_no_duplicate_through(tmp_p
         cpu = point["cpu_ms_per_session"]
         assert set(cpu) >= PROCESSES, (name, cpu)
         assert cpu["postgres"] > 0 and cpu["client"] > 0, (name, cpu)
-    assert results["paths"]["D"]["c8"]["cpu_ms_per_session"]["api"] > 0
-    assert results["ratios"]["D_cpu_over_A_cpu_c8"] is not None
+    for name in ("D", "E", "F", "S"):
+        assert results["paths"][name]["c8"]["cpu_ms_per_session"]["api"] > 0, name
+    assert results["paths"]["S"]["c8"]["cpu_ms_per_request"]["api"] > 0
+    assert "/" not in results["paths"]["A"]["c8"]["client"], "pgbench is named by its version, not a path"
+    for ratio in ("D_cpu_over_A_cpu_c8", "D_over_E_c8", "D_api_cpu_over_F_api_cpu_c8"):
+        assert results["ratios"][ratio] is not None, ratio
     assert results["duplicates"]["B"] == 0
     assert results["duplicates"]["C"] > 0, "the race scenario no longer races: it proves nothing"

@@ -28,6 +28,8 @@ router = APIRouter(prefix="/api", tags=["customer"])
                               errors.IntakeAlreadyUsed, errors.InsufficientCredits, errors.PayloadTooLarge),
 )
 async def start_intake(body: IntakeStart, customer: Customer, svc: Svc) -> IntakeStarted:
+    # The app serves this route through pysvc.fastpath (the same checks, service and model, without the
+    # framework's per-request work); this declaration is its OpenAPI entry and serves routers mounted alone.
     return await svc.intakes.start(customer, body)
 
 

@@ -484,18 +484,14 @@ begin
   begin
     with new_session as (
       insert into public.sessions
-        (customer_user_id, type, status, plan, intake_id, stripe_session_id, payment_method, metadata)
+        (customer_user_id, type, status, plan, intake_id, stripe_session_id, payment_method,
+         urgent, is_specialist, routing_type, preferred_mechanic_id, metadata)
       values (
         customer_id, (write_session.plan).session_type, 'pending', (write_session.plan).code, intake_id,
         write_session.stripe_session_id, write_session.payment_method,
-        pg_catalog.jsonb_build_object(
-          'amount_paid', amount_paid,
-          'urgent', urgent,
-          'is_specialist', is_specialist,
-          'preferred_mechanic_id', preferred_mechanic_id,
-          'routing_type', routing_type,
-          'source', 'intake'
-        )
+        write_session.urgent, write_session.is_specialist, write_session.routing_type,
+        write_session.preferred_mechanic_id,
+        pg_catalog.jsonb_build_object('amount_paid', amount_paid, 'source', 'intake')
       )
       returning id
     ), participant as (
@@ -504,12 +500,9 @@ begin
       on conflict (session_id, user_id) do update set role = excluded.role
     ), assignment as (
       insert into public.session_assignments
-        (session_id, status, session_type, plan, urgent, offered_at, metadata)
-      select ns.id, 'queued', (write_session.plan).session_type, (write_session.plan).code, urgent,
-        pg_catalog.now(),
-        case when preferred_mechanic_id is null then '{}'::jsonb
-             else pg_catalog.jsonb_build_object('preferred_mechanic_id', preferred_mechanic_id)
-        end
+        (session_id, status, session_type, plan, urgent, routing_type, preferred_mechanic_id, offered_at)
+      select ns.id, 'queued', (write_session.plan).session_type, (write_session.plan).code,
+        write_session.urgent, write_session.routing_type, write_session.preferred_mechanic_id, pg_catalog.now()
       from new_session ns
     ), debit as (
       insert into public.credit_entries (customer_user_id, delta, reason, session_id)

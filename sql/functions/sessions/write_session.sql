@@ -84,7 +84,8 @@ begin
       values (
         customer_id, (write_session.plan).session_type, 'pending', (write_session.plan).code, intake_id,
         write_session.stripe_session_id, write_session.payment_method,
-        urgent, is_specialist, routing_type, write_session.preferred_mechanic_id,
+        write_session.urgent, write_session.is_specialist, write_session.routing_type,
+        write_session.preferred_mechanic_id,
         pg_catalog.jsonb_build_object('amount_paid', amount_paid, 'source', 'intake')
       )
       returning id
@@ -95,8 +96,8 @@ begin
     ), assignment as (
       insert into public.session_assignments
         (session_id, status, session_type, plan, urgent, routing_type, preferred_mechanic_id, offered_at)
-      select ns.id, 'queued', (write_session.plan).session_type, (write_session.plan).code, urgent,
-        routing_type, write_session.preferred_mechanic_id, pg_catalog.now()
+      select ns.id, 'queued', (write_session.plan).session_type, (write_session.plan).code,
+        write_session.urgent, write_session.routing_type, write_session.preferred_mechanic_id, pg_catalog.now()
       from new_session ns
     ), debit as (
       insert into public.credit_entries (customer_user_id, delta, reason, session_id)
@@ -148,6 +149,5 @@ comment on function private.write_session(
   'The part of create_session_record every payment method shares: under the customer''s lock, '
   'refuse a second active session (409 naming it) or a used intake, check credits, then write the '
   'intake (when given), session, participant, queued assignment, credit debit and created event in '
-  'one statement, and close the customer''s other open Checkouts. The routing facts go to typed '
-  'columns of the session (as asked) and of its first offer. Raises PGRST errors; the paid path '
-  'turns each into a refund.';
+  'one statement, and close the customer''s other open Checkouts. Raises PGRST errors; the paid '
+  'path turns each into a refund.';
