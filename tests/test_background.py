@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from pysvc import ops_stats
 from pysvc.api import create_app
 from pysvc.background import Supervisor
 from pysvc.deps import Services
@@ -39,7 +40,7 @@ def test_a_step_raising_unexpectedly_is_logged_with_its_traceback_counted_and_th
             supervisor.jobs = {"outbox": supervisor.jobs["outbox"], "sweep": supervisor.jobs["sweep"]}  # outbox first
             supervisor.jobs["outbox"].run = explode
             await supervisor.run_once()
-            return supervisor, await svc.metrics.scrape(svc.rpc)
+            return supervisor, await ops_stats.scrape(svc.metrics, svc.rpc)
         finally:
             await svc.aclose()
 
