@@ -200,10 +200,6 @@ class WaiverNotSigned(Conflict):
     code, message = "WAIVER_NOT_SIGNED", "the customer has not signed the waiver yet"
 
 
-class OutboxRequestFinished(Conflict):
-    code, message = "REQUEST_ALREADY_FINISHED", "this Stripe request was already finished"
-
-
 class PaymentProcessing(Conflict):
     code, message = "PAYMENT_PROCESSING", "this intake's payment is being processed by the bank"
 
@@ -356,7 +352,7 @@ SQL_ERRORS: dict[str, type[ApiError]] = {
         # the session lifecycle and the Stripe outbox
         NotAMechanic, MechanicInactive, NotEligible, NotAssignedMechanic, SessionNotFound, AssignmentNotFound,
         OutboxRequestNotFound, AssignmentTaken, AssignmentClosed, InvalidTransition, SessionNotCancellable,
-        OutboxRequestFinished, InvalidArgument, InvalidKind, InvalidOutcome,
+        InvalidArgument, InvalidKind, InvalidOutcome,
         # payments
         PaymentNotFound, PaymentProcessing, PaymentInUse, NothingToSend, InvalidRefund,
         # timeouts, the waiver, decline

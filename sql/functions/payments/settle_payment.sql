@@ -58,8 +58,11 @@ begin
   where x.id = p.id
     and (x.amount_refunded, x.status) is distinct from (least(v_succeeded, v_paid), v_status);
 
-  if v_status is distinct from p.status and p.session_id is not null
-     and v_status in ('refunded', 'refund_failed') then
+  -- The timeline says "refunded" once per session (the request's event, or this one for a refund
+  -- made outside); how the refund ends is the payment's status, shown in the session view.
+  if v_status is distinct from p.status and p.session_id is not null and v_status = 'refunded'
+     and not exists (select 1 from public.session_events e
+                     where e.session_id = p.session_id and e.event_type = 'refunded') then
     perform private.log_event(p.session_id, 'refunded', null, pg_catalog.jsonb_build_object(
       'method', 'stripe', 'status', v_status, 'amount_refunded', v_succeeded, 'payment_id', p.id));
   end if;
