@@ -20,36 +20,6 @@ from pydantic import BaseModel, Field, JsonValue
 
 
 
-class PublicCheckouts(BaseModel):
-    created_at: datetime.datetime = Field(alias="created_at")
-    customer_user_id: uuid.UUID = Field(alias="customer_user_id")
-    expires_at: Optional[datetime.datetime] = Field(alias="expires_at")
-    id: str = Field(alias="id")
-    intake_id: uuid.UUID = Field(alias="intake_id")
-    status: str = Field(alias="status")
-    updated_at: datetime.datetime = Field(alias="updated_at")
-    url: Optional[str] = Field(alias="url")
-
-class PublicCheckoutsInsert(TypedDict):
-    created_at: NotRequired[Annotated[datetime.datetime, Field(alias="created_at")]]
-    customer_user_id: Annotated[uuid.UUID, Field(alias="customer_user_id")]
-    expires_at: NotRequired[Annotated[Optional[datetime.datetime], Field(alias="expires_at")]]
-    id: Annotated[str, Field(alias="id")]
-    intake_id: Annotated[uuid.UUID, Field(alias="intake_id")]
-    status: NotRequired[Annotated[str, Field(alias="status")]]
-    updated_at: NotRequired[Annotated[datetime.datetime, Field(alias="updated_at")]]
-    url: NotRequired[Annotated[Optional[str], Field(alias="url")]]
-
-class PublicCheckoutsUpdate(TypedDict):
-    created_at: NotRequired[Annotated[datetime.datetime, Field(alias="created_at")]]
-    customer_user_id: NotRequired[Annotated[uuid.UUID, Field(alias="customer_user_id")]]
-    expires_at: NotRequired[Annotated[Optional[datetime.datetime], Field(alias="expires_at")]]
-    id: NotRequired[Annotated[str, Field(alias="id")]]
-    intake_id: NotRequired[Annotated[uuid.UUID, Field(alias="intake_id")]]
-    status: NotRequired[Annotated[str, Field(alias="status")]]
-    updated_at: NotRequired[Annotated[datetime.datetime, Field(alias="updated_at")]]
-    url: NotRequired[Annotated[Optional[str], Field(alias="url")]]
-
 class PublicCreditEntries(BaseModel):
     created_at: datetime.datetime = Field(alias="created_at")
     customer_user_id: uuid.UUID = Field(alias="customer_user_id")
@@ -143,11 +113,81 @@ class PublicMechanicsUpdate(TypedDict):
     is_specialist: NotRequired[Annotated[bool, Field(alias="is_specialist")]]
     user_id: NotRequired[Annotated[uuid.UUID, Field(alias="user_id")]]
 
+class PublicPayments(BaseModel):
+    amount: int = Field(alias="amount")
+    amount_paid: Optional[int] = Field(alias="amount_paid")
+    amount_refunded: int = Field(alias="amount_refunded")
+    attempt: int = Field(alias="attempt")
+    checkout_session_id: Optional[str] = Field(alias="checkout_session_id")
+    checkout_url: Optional[str] = Field(alias="checkout_url")
+    created_at: datetime.datetime = Field(alias="created_at")
+    currency: str = Field(alias="currency")
+    customer_user_id: uuid.UUID = Field(alias="customer_user_id")
+    expires_at: datetime.datetime = Field(alias="expires_at")
+    id: uuid.UUID = Field(alias="id")
+    idempotency_key: str = Field(alias="idempotency_key")
+    intake_id: uuid.UUID = Field(alias="intake_id")
+    paid_at: Optional[datetime.datetime] = Field(alias="paid_at")
+    payment_intent: Optional[str] = Field(alias="payment_intent")
+    plan: str = Field(alias="plan")
+    refund_reason: Optional[str] = Field(alias="refund_reason")
+    request: JsonValue = Field(alias="request")
+    session_id: Optional[uuid.UUID] = Field(alias="session_id")
+    status: str = Field(alias="status")
+    updated_at: datetime.datetime = Field(alias="updated_at")
+
+class PublicPaymentsInsert(TypedDict):
+    amount: Annotated[int, Field(alias="amount")]
+    amount_paid: NotRequired[Annotated[Optional[int], Field(alias="amount_paid")]]
+    amount_refunded: NotRequired[Annotated[int, Field(alias="amount_refunded")]]
+    attempt: Annotated[int, Field(alias="attempt")]
+    checkout_session_id: NotRequired[Annotated[Optional[str], Field(alias="checkout_session_id")]]
+    checkout_url: NotRequired[Annotated[Optional[str], Field(alias="checkout_url")]]
+    created_at: NotRequired[Annotated[datetime.datetime, Field(alias="created_at")]]
+    currency: Annotated[str, Field(alias="currency")]
+    customer_user_id: Annotated[uuid.UUID, Field(alias="customer_user_id")]
+    expires_at: Annotated[datetime.datetime, Field(alias="expires_at")]
+    id: NotRequired[Annotated[uuid.UUID, Field(alias="id")]]
+    idempotency_key: Annotated[str, Field(alias="idempotency_key")]
+    intake_id: Annotated[uuid.UUID, Field(alias="intake_id")]
+    paid_at: NotRequired[Annotated[Optional[datetime.datetime], Field(alias="paid_at")]]
+    payment_intent: NotRequired[Annotated[Optional[str], Field(alias="payment_intent")]]
+    plan: Annotated[str, Field(alias="plan")]
+    refund_reason: NotRequired[Annotated[Optional[str], Field(alias="refund_reason")]]
+    request: Annotated[JsonValue, Field(alias="request")]
+    session_id: NotRequired[Annotated[Optional[uuid.UUID], Field(alias="session_id")]]
+    status: NotRequired[Annotated[str, Field(alias="status")]]
+    updated_at: NotRequired[Annotated[datetime.datetime, Field(alias="updated_at")]]
+
+class PublicPaymentsUpdate(TypedDict):
+    amount: NotRequired[Annotated[int, Field(alias="amount")]]
+    amount_paid: NotRequired[Annotated[Optional[int], Field(alias="amount_paid")]]
+    amount_refunded: NotRequired[Annotated[int, Field(alias="amount_refunded")]]
+    attempt: NotRequired[Annotated[int, Field(alias="attempt")]]
+    checkout_session_id: NotRequired[Annotated[Optional[str], Field(alias="checkout_session_id")]]
+    checkout_url: NotRequired[Annotated[Optional[str], Field(alias="checkout_url")]]
+    created_at: NotRequired[Annotated[datetime.datetime, Field(alias="created_at")]]
+    currency: NotRequired[Annotated[str, Field(alias="currency")]]
+    customer_user_id: NotRequired[Annotated[uuid.UUID, Field(alias="customer_user_id")]]
+    expires_at: NotRequired[Annotated[datetime.datetime, Field(alias="expires_at")]]
+    id: NotRequired[Annotated[uuid.UUID, Field(alias="id")]]
+    idempotency_key: NotRequired[Annotated[str, Field(alias="idempotency_key")]]
+    intake_id: NotRequired[Annotated[uuid.UUID, Field(alias="intake_id")]]
+    paid_at: NotRequired[Annotated[Optional[datetime.datetime], Field(alias="paid_at")]]
+    payment_intent: NotRequired[Annotated[Optional[str], Field(alias="payment_intent")]]
+    plan: NotRequired[Annotated[str, Field(alias="plan")]]
+    refund_reason: NotRequired[Annotated[Optional[str], Field(alias="refund_reason")]]
+    request: NotRequired[Annotated[JsonValue, Field(alias="request")]]
+    session_id: NotRequired[Annotated[Optional[uuid.UUID], Field(alias="session_id")]]
+    status: NotRequired[Annotated[str, Field(alias="status")]]
+    updated_at: NotRequired[Annotated[datetime.datetime, Field(alias="updated_at")]]
+
 class PublicPlans(BaseModel):
     active: bool = Field(alias="active")
     code: str = Field(alias="code")
     credit_cost: Optional[int] = Field(alias="credit_cost")
     currency: str = Field(alias="currency")
+    duration_minutes: int = Field(alias="duration_minutes")
     is_free: bool = Field(alias="is_free")
     price_cents: int = Field(alias="price_cents")
     session_type: str = Field(alias="session_type")
@@ -157,6 +197,7 @@ class PublicPlansInsert(TypedDict):
     code: Annotated[str, Field(alias="code")]
     credit_cost: NotRequired[Annotated[Optional[int], Field(alias="credit_cost")]]
     currency: NotRequired[Annotated[str, Field(alias="currency")]]
+    duration_minutes: NotRequired[Annotated[int, Field(alias="duration_minutes")]]
     is_free: Annotated[bool, Field(alias="is_free")]
     price_cents: Annotated[int, Field(alias="price_cents")]
     session_type: Annotated[str, Field(alias="session_type")]
@@ -166,9 +207,43 @@ class PublicPlansUpdate(TypedDict):
     code: NotRequired[Annotated[str, Field(alias="code")]]
     credit_cost: NotRequired[Annotated[Optional[int], Field(alias="credit_cost")]]
     currency: NotRequired[Annotated[str, Field(alias="currency")]]
+    duration_minutes: NotRequired[Annotated[int, Field(alias="duration_minutes")]]
     is_free: NotRequired[Annotated[bool, Field(alias="is_free")]]
     price_cents: NotRequired[Annotated[int, Field(alias="price_cents")]]
     session_type: NotRequired[Annotated[str, Field(alias="session_type")]]
+
+class PublicRefunds(BaseModel):
+    amount: int = Field(alias="amount")
+    created_at: datetime.datetime = Field(alias="created_at")
+    failure_reason: Optional[str] = Field(alias="failure_reason")
+    id: int = Field(alias="id")
+    origin: str = Field(alias="origin")
+    payment_id: uuid.UUID = Field(alias="payment_id")
+    status: str = Field(alias="status")
+    stripe_refund_id: str = Field(alias="stripe_refund_id")
+    updated_at: datetime.datetime = Field(alias="updated_at")
+
+class PublicRefundsInsert(TypedDict):
+    amount: Annotated[int, Field(alias="amount")]
+    created_at: NotRequired[Annotated[datetime.datetime, Field(alias="created_at")]]
+    failure_reason: NotRequired[Annotated[Optional[str], Field(alias="failure_reason")]]
+    id: NotRequired[Annotated[int, Field(alias="id")]]
+    origin: Annotated[str, Field(alias="origin")]
+    payment_id: Annotated[uuid.UUID, Field(alias="payment_id")]
+    status: Annotated[str, Field(alias="status")]
+    stripe_refund_id: Annotated[str, Field(alias="stripe_refund_id")]
+    updated_at: NotRequired[Annotated[datetime.datetime, Field(alias="updated_at")]]
+
+class PublicRefundsUpdate(TypedDict):
+    amount: NotRequired[Annotated[int, Field(alias="amount")]]
+    created_at: NotRequired[Annotated[datetime.datetime, Field(alias="created_at")]]
+    failure_reason: NotRequired[Annotated[Optional[str], Field(alias="failure_reason")]]
+    id: NotRequired[Annotated[int, Field(alias="id")]]
+    origin: NotRequired[Annotated[str, Field(alias="origin")]]
+    payment_id: NotRequired[Annotated[uuid.UUID, Field(alias="payment_id")]]
+    status: NotRequired[Annotated[str, Field(alias="status")]]
+    stripe_refund_id: NotRequired[Annotated[str, Field(alias="stripe_refund_id")]]
+    updated_at: NotRequired[Annotated[datetime.datetime, Field(alias="updated_at")]]
 
 class PublicSessionAssignments(BaseModel):
     accepted_at: Optional[datetime.datetime] = Field(alias="accepted_at")
@@ -178,6 +253,8 @@ class PublicSessionAssignments(BaseModel):
     metadata: JsonValue = Field(alias="metadata")
     offered_at: datetime.datetime = Field(alias="offered_at")
     plan: str = Field(alias="plan")
+    preferred_mechanic_id: Optional[uuid.UUID] = Field(alias="preferred_mechanic_id")
+    routing_type: str = Field(alias="routing_type")
     session_id: uuid.UUID = Field(alias="session_id")
     session_type: str = Field(alias="session_type")
     status: str = Field(alias="status")
@@ -191,6 +268,8 @@ class PublicSessionAssignmentsInsert(TypedDict):
     metadata: NotRequired[Annotated[JsonValue, Field(alias="metadata")]]
     offered_at: NotRequired[Annotated[datetime.datetime, Field(alias="offered_at")]]
     plan: Annotated[str, Field(alias="plan")]
+    preferred_mechanic_id: NotRequired[Annotated[Optional[uuid.UUID], Field(alias="preferred_mechanic_id")]]
+    routing_type: NotRequired[Annotated[str, Field(alias="routing_type")]]
     session_id: Annotated[uuid.UUID, Field(alias="session_id")]
     session_type: Annotated[str, Field(alias="session_type")]
     status: NotRequired[Annotated[str, Field(alias="status")]]
@@ -204,6 +283,8 @@ class PublicSessionAssignmentsUpdate(TypedDict):
     metadata: NotRequired[Annotated[JsonValue, Field(alias="metadata")]]
     offered_at: NotRequired[Annotated[datetime.datetime, Field(alias="offered_at")]]
     plan: NotRequired[Annotated[str, Field(alias="plan")]]
+    preferred_mechanic_id: NotRequired[Annotated[Optional[uuid.UUID], Field(alias="preferred_mechanic_id")]]
+    routing_type: NotRequired[Annotated[str, Field(alias="routing_type")]]
     session_id: NotRequired[Annotated[uuid.UUID, Field(alias="session_id")]]
     session_type: NotRequired[Annotated[str, Field(alias="session_type")]]
     status: NotRequired[Annotated[str, Field(alias="status")]]
@@ -233,6 +314,30 @@ class PublicSessionEventsUpdate(TypedDict):
     session_id: NotRequired[Annotated[uuid.UUID, Field(alias="session_id")]]
     user_id: NotRequired[Annotated[Optional[uuid.UUID], Field(alias="user_id")]]
 
+class PublicSessionLimits(BaseModel):
+    id: bool = Field(alias="id")
+    live_grace_minutes: int = Field(alias="live_grace_minutes")
+    no_show_minutes: int = Field(alias="no_show_minutes")
+    pending_expiry_minutes: int = Field(alias="pending_expiry_minutes")
+    updated_at: datetime.datetime = Field(alias="updated_at")
+    urgent_pending_expiry_minutes: int = Field(alias="urgent_pending_expiry_minutes")
+
+class PublicSessionLimitsInsert(TypedDict):
+    id: NotRequired[Annotated[bool, Field(alias="id")]]
+    live_grace_minutes: NotRequired[Annotated[int, Field(alias="live_grace_minutes")]]
+    no_show_minutes: NotRequired[Annotated[int, Field(alias="no_show_minutes")]]
+    pending_expiry_minutes: NotRequired[Annotated[int, Field(alias="pending_expiry_minutes")]]
+    updated_at: NotRequired[Annotated[datetime.datetime, Field(alias="updated_at")]]
+    urgent_pending_expiry_minutes: NotRequired[Annotated[int, Field(alias="urgent_pending_expiry_minutes")]]
+
+class PublicSessionLimitsUpdate(TypedDict):
+    id: NotRequired[Annotated[bool, Field(alias="id")]]
+    live_grace_minutes: NotRequired[Annotated[int, Field(alias="live_grace_minutes")]]
+    no_show_minutes: NotRequired[Annotated[int, Field(alias="no_show_minutes")]]
+    pending_expiry_minutes: NotRequired[Annotated[int, Field(alias="pending_expiry_minutes")]]
+    updated_at: NotRequired[Annotated[datetime.datetime, Field(alias="updated_at")]]
+    urgent_pending_expiry_minutes: NotRequired[Annotated[int, Field(alias="urgent_pending_expiry_minutes")]]
+
 class PublicSessionParticipants(BaseModel):
     joined_at: datetime.datetime = Field(alias="joined_at")
     role: str = Field(alias="role")
@@ -257,12 +362,18 @@ class PublicSessions(BaseModel):
     id: uuid.UUID = Field(alias="id")
     intake_id: uuid.UUID = Field(alias="intake_id")
     is_active: Optional[bool] = Field(alias="is_active")
+    is_specialist: bool = Field(alias="is_specialist")
     metadata: JsonValue = Field(alias="metadata")
+    payment_method: str = Field(alias="payment_method")
     plan: str = Field(alias="plan")
+    preferred_mechanic_id: Optional[uuid.UUID] = Field(alias="preferred_mechanic_id")
+    routing_type: str = Field(alias="routing_type")
+    started_at: Optional[datetime.datetime] = Field(alias="started_at")
     status: str = Field(alias="status")
     stripe_session_id: Optional[str] = Field(alias="stripe_session_id")
     type: str = Field(alias="type")
     updated_at: datetime.datetime = Field(alias="updated_at")
+    urgent: bool = Field(alias="urgent")
 
 class PublicSessionsInsert(TypedDict):
     created_at: NotRequired[Annotated[datetime.datetime, Field(alias="created_at")]]
@@ -270,12 +381,18 @@ class PublicSessionsInsert(TypedDict):
     id: NotRequired[Annotated[uuid.UUID, Field(alias="id")]]
     intake_id: Annotated[uuid.UUID, Field(alias="intake_id")]
     is_active: NotRequired[Annotated[Optional[bool], Field(alias="is_active")]]
+    is_specialist: NotRequired[Annotated[bool, Field(alias="is_specialist")]]
     metadata: NotRequired[Annotated[JsonValue, Field(alias="metadata")]]
+    payment_method: NotRequired[Annotated[str, Field(alias="payment_method")]]
     plan: Annotated[str, Field(alias="plan")]
+    preferred_mechanic_id: NotRequired[Annotated[Optional[uuid.UUID], Field(alias="preferred_mechanic_id")]]
+    routing_type: NotRequired[Annotated[str, Field(alias="routing_type")]]
+    started_at: NotRequired[Annotated[Optional[datetime.datetime], Field(alias="started_at")]]
     status: NotRequired[Annotated[str, Field(alias="status")]]
     stripe_session_id: NotRequired[Annotated[Optional[str], Field(alias="stripe_session_id")]]
     type: Annotated[str, Field(alias="type")]
     updated_at: NotRequired[Annotated[datetime.datetime, Field(alias="updated_at")]]
+    urgent: NotRequired[Annotated[bool, Field(alias="urgent")]]
 
 class PublicSessionsUpdate(TypedDict):
     created_at: NotRequired[Annotated[datetime.datetime, Field(alias="created_at")]]
@@ -283,12 +400,18 @@ class PublicSessionsUpdate(TypedDict):
     id: NotRequired[Annotated[uuid.UUID, Field(alias="id")]]
     intake_id: NotRequired[Annotated[uuid.UUID, Field(alias="intake_id")]]
     is_active: NotRequired[Annotated[Optional[bool], Field(alias="is_active")]]
+    is_specialist: NotRequired[Annotated[bool, Field(alias="is_specialist")]]
     metadata: NotRequired[Annotated[JsonValue, Field(alias="metadata")]]
+    payment_method: NotRequired[Annotated[str, Field(alias="payment_method")]]
     plan: NotRequired[Annotated[str, Field(alias="plan")]]
+    preferred_mechanic_id: NotRequired[Annotated[Optional[uuid.UUID], Field(alias="preferred_mechanic_id")]]
+    routing_type: NotRequired[Annotated[str, Field(alias="routing_type")]]
+    started_at: NotRequired[Annotated[Optional[datetime.datetime], Field(alias="started_at")]]
     status: NotRequired[Annotated[str, Field(alias="status")]]
     stripe_session_id: NotRequired[Annotated[Optional[str], Field(alias="stripe_session_id")]]
     type: NotRequired[Annotated[str, Field(alias="type")]]
     updated_at: NotRequired[Annotated[datetime.datetime, Field(alias="updated_at")]]
+    urgent: NotRequired[Annotated[bool, Field(alias="urgent")]]
 
 class PublicStripeEvents(BaseModel):
     attempts: int = Field(alias="attempts")
@@ -346,6 +469,8 @@ class PublicStripeOutbox(BaseModel):
     last_error: Optional[str] = Field(alias="last_error")
     locked_until: Optional[datetime.datetime] = Field(alias="locked_until")
     next_attempt_at: datetime.datetime = Field(alias="next_attempt_at")
+    params: JsonValue = Field(alias="params")
+    payment_id: Optional[uuid.UUID] = Field(alias="payment_id")
     payment_intent: Optional[str] = Field(alias="payment_intent")
     reason: Optional[str] = Field(alias="reason")
     sent_at: Optional[datetime.datetime] = Field(alias="sent_at")
@@ -360,11 +485,13 @@ class PublicStripeOutboxInsert(TypedDict):
     checkout_session_id: Annotated[str, Field(alias="checkout_session_id")]
     created_at: NotRequired[Annotated[datetime.datetime, Field(alias="created_at")]]
     id: NotRequired[Annotated[int, Field(alias="id")]]
-    idempotency_key: NotRequired[Annotated[str, Field(alias="idempotency_key")]]
+    idempotency_key: Annotated[str, Field(alias="idempotency_key")]
     kind: Annotated[str, Field(alias="kind")]
     last_error: NotRequired[Annotated[Optional[str], Field(alias="last_error")]]
     locked_until: NotRequired[Annotated[Optional[datetime.datetime], Field(alias="locked_until")]]
     next_attempt_at: NotRequired[Annotated[datetime.datetime, Field(alias="next_attempt_at")]]
+    params: NotRequired[Annotated[JsonValue, Field(alias="params")]]
+    payment_id: NotRequired[Annotated[Optional[uuid.UUID], Field(alias="payment_id")]]
     payment_intent: NotRequired[Annotated[Optional[str], Field(alias="payment_intent")]]
     reason: NotRequired[Annotated[Optional[str], Field(alias="reason")]]
     sent_at: NotRequired[Annotated[Optional[datetime.datetime], Field(alias="sent_at")]]
@@ -384,6 +511,8 @@ class PublicStripeOutboxUpdate(TypedDict):
     last_error: NotRequired[Annotated[Optional[str], Field(alias="last_error")]]
     locked_until: NotRequired[Annotated[Optional[datetime.datetime], Field(alias="locked_until")]]
     next_attempt_at: NotRequired[Annotated[datetime.datetime, Field(alias="next_attempt_at")]]
+    params: NotRequired[Annotated[JsonValue, Field(alias="params")]]
+    payment_id: NotRequired[Annotated[Optional[uuid.UUID], Field(alias="payment_id")]]
     payment_intent: NotRequired[Annotated[Optional[str], Field(alias="payment_intent")]]
     reason: NotRequired[Annotated[Optional[str], Field(alias="reason")]]
     sent_at: NotRequired[Annotated[Optional[datetime.datetime], Field(alias="sent_at")]]
@@ -401,7 +530,8 @@ class PublicMechanicQueue(BaseModel):
     assignment_id: uuid.UUID = Field(alias="assignment_id")
     offered_at: datetime.datetime = Field(alias="offered_at")
     plan: str = Field(alias="plan")
-    preferred_mechanic_id: Optional[str] = Field(alias="preferred_mechanic_id")
+    preferred_mechanic_id: Optional[uuid.UUID] = Field(alias="preferred_mechanic_id")
+    routing_type: str = Field(alias="routing_type")
     session_id: uuid.UUID = Field(alias="session_id")
     session_type: str = Field(alias="session_type")
     urgent: bool = Field(alias="urgent")

@@ -108,9 +108,9 @@ select results_eq(
 select is_empty($$select 1 from public.session_assignments$$, 'a customer sees no assignments');
 select is_empty($$select 1 from public.mechanic_queue$$, 'a customer sees no queue');
 select is_empty($$select 1 from public.mechanics$$, 'a customer sees no mechanic profiles');
-select lives_ok(
+select throws_ok(
   $$insert into public.intakes (customer_user_id, plan) values ('a11ce000-0000-4000-8000-000000000001', 'free')$$,
-  'Alice files an intake for herself'
+  '42501', null, 'Alice cannot file even her own intake directly: intakes go through the functions'
 );
 select throws_ok(
   $$insert into public.intakes (customer_user_id, plan) values ('b0b00000-0000-4000-8000-000000000002', 'free')$$,

@@ -2,7 +2,7 @@
 -- what each refuses. Refunds are payments.test.sql's. Run alone: `pg_prove -d <url> this-file`.
 begin;
 create extension if not exists pgtap with schema extensions;
-select plan(29);
+select plan(30);
 
 -- Alice and Bob are customers; Mia and Max active mechanics; Rex a retired one.
 insert into auth.users (id, email) values
@@ -58,6 +58,11 @@ select results_eq(
            ('3e000000-0000-4000-8000-000000000001'::uuid, 'mechanic')$$,
   'Mia joins the session'
 );
+select throws_like(
+  $$select public.start_session((select id from s), '3e000000-0000-4000-8000-000000000001')$$,
+  '%"code": "WAIVER_NOT_SIGNED"%', 'no start before Alice signs the waiver'
+);
+update public.intakes set waiver_signed_at = now() where id = '1a000000-0000-4000-8000-000000000001';
 
 -- Start and complete: the assigned mechanic only, in order.
 select throws_like(
@@ -175,8 +180,8 @@ select ok(
   'a second sweep leaves it alone'
 );
 select throws_like(
-  $$select public.expire_sessions(older_than => interval '-1 minute')$$,
-  '%"code": "INVALID_ARGUMENT"%', 'a negative age is INVALID_ARGUMENT'
+  $$select public.expire_sessions(max_sessions => 0)$$,
+  '%"code": "INVALID_ARGUMENT"%', 'a sweep of no sessions is INVALID_ARGUMENT'
 );
 
 select * from finish();
