@@ -45,7 +45,7 @@ def test_the_readme_walkthrough_works_as_written(tmp_path: Path) -> None:
         assert re.fullmatch(UUID, first), out  # the free intake's session
         assert re.search(rf'"code":"ACTIVE_SESSION_EXISTS","activeSessionId":"{first}".* 409$', out, flags=re.M), out
         assert re.search(rf'^\[.*"sessionId":"{first}"', out, flags=re.M), out  # the mechanic's queue
-        assert lines[3] == "waiting" and re.search(r'"code":"WAIVER_NOT_SIGNED".* 409$', lines[4]), out
+        assert lines[3] == "waiting" and re.fullmatch(r'\{.*"code":"WAIVER_NOT_SIGNED".*\} 409', lines[4]), out
         assert lines[5:8] == [f"/session/{first}/waiting-room", "live", "completed"], out
         assert "completed ['created', 'assigned', 'started', 'ended']" in lines, out
         assert "cancelled" in lines, out  # the next session, cancelled

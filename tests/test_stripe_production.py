@@ -5,10 +5,7 @@ signatures; only Stripe's API is the local stub."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,8 +18,9 @@ import pytest
 
 from pysvc.settings import Settings
 from tests.stripe_stub import StripeStub, event, fixture
+from tests.utils.cli import pysvc
 from tests.utils.payments import open_payment, payment
-from tests.utils.stripe import WEBHOOK_SECRET, bearer, deliver, deliver_raw, run_outbox, stripe_stub_server
+from tests.utils.stripe import bearer, deliver, deliver_raw, run_outbox, stripe_stub_server
 
 Db = psycopg.Connection[dict[str, Any]]
 Token = Callable[[uuid.UUID], str]
@@ -225,18 +223,6 @@ def own_stripe() -> Iterator[StripeStub]:
     """A Stripe of this test's own: its list holds only this test's checkouts."""
     with stripe_stub_server() as stub:
         yield stub
-
-
-def pysvc(settings: Settings, stub_url: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SUPABASE_", "STRIPE_"))}
-    env.update({
-        "SUPABASE_REST_URL": settings.rest_url,
-        "SUPABASE_SERVICE_ROLE_KEY": settings.supabase_service_role_key.get_secret_value(),
-        "SUPABASE_JWT_SECRET": "unused-by-these-commands-but-required",
-        "STRIPE_SECRET_KEY": "sk_test_stub", "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET, "STRIPE_API_BASE": stub_url,
-    })
-    return subprocess.run([sys.executable, "-m", "pysvc", *args], capture_output=True, text=True, env=env,
-                          cwd=cwd, timeout=120, check=False)
 
 
 def paid_on(stub: StripeStub, api: httpx.Client, db: Db, customer: uuid.UUID, token: str, plan: str = "standard",

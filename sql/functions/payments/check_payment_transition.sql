@@ -11,7 +11,9 @@ begin
       ('paid', 'consumed'), ('paid', 'refund_requested'), ('paid', 'refunded'),
       ('consumed', 'refund_requested'), ('consumed', 'refunded'),
       ('refund_requested', 'refunded'), ('refund_requested', 'refund_failed'),
-      ('refund_failed', 'refund_requested'), ('refund_failed', 'refunded')
+      ('refund_failed', 'refund_requested'), ('refund_failed', 'refunded'),
+      -- Stripe may fail a refund it had reported succeeded.
+      ('refunded', 'refund_requested'), ('refunded', 'refund_failed')
     )
     -- Stripe saying "paid" is a fact whatever we believed: money was taken.
     or (new.status = 'paid' and old.status in ('creating', 'open', 'processing', 'expired', 'payment_failed'))

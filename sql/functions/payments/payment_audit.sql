@@ -48,8 +48,10 @@ as $$
       and (payment_audit.since is null or s.created_at >= payment_audit.since)
       and not exists (select 1 from public.payments p where p.session_id = s.id)
   )
-  select coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(problem) order by problem.checkout_session_id), '[]'::jsonb)
-  from problem;
+  -- Aliased: inside `problem`, the bare name `problem` is its text column, not the row.
+  select coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(violation) order by violation.checkout_session_id),
+                  '[]'::jsonb)
+  from problem as violation;
 $$;
 comment on function public.payment_audit(timestamptz, interval) is
   'The money rule, checked: every payment that took money ends as exactly one session (consumed, '

@@ -5,7 +5,6 @@ security definer
 set search_path = ''
 as $$
 declare
-  v_payment public.payments%rowtype;
   v_checkout text;
 begin
   if payment_id is null then

@@ -24,10 +24,12 @@ begin
                        where o.payment_id = p.id and o.kind = 'refund' and o.status = 'pending');
 
   v_status := case
-    when p.status not in ('paid', 'consumed', 'refund_requested', 'refund_failed') then p.status
+    when p.status not in ('paid', 'consumed', 'refund_requested', 'refunded', 'refund_failed') then p.status
     when v_succeeded >= v_paid then 'refunded'
     when v_succeeded + v_in_flight >= v_paid then 'refund_requested'
-    when p.status = 'refund_requested' and v_in_flight = 0 and not v_waiting then 'refund_failed'
+    -- refunded too: Stripe may fail a refund after reporting it succeeded.
+    when p.status in ('refund_requested', 'refunded') and v_in_flight = 0 and not v_waiting then 'refund_failed'
+    when p.status = 'refunded' then 'refund_requested'
     else p.status
   end;
 

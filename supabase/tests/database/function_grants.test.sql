@@ -3,7 +3,7 @@
 -- reach. New functions are checked without being listed. Run alone: `pg_prove -d <url> this-file`.
 begin;
 create extension if not exists pgtap with schema extensions;
-select plan(10);
+select plan(11);
 
 create temporary view public_functions as
 select p.oid, p.oid::regprocedure as signature, p.prosecdef, p.proconfig, p.proacl, p.proowner
@@ -52,7 +52,13 @@ select function_privs_are(
 );
 select schema_privs_are('private', 'anon', array[]::text[], 'anon has no use of schema private');
 select schema_privs_are('private', 'authenticated', array['USAGE'],
-  'authenticated may use schema private, for the one function the assignments read policy calls');
+  'authenticated may look into schema private (for the routing read policy alone)');
+select is(
+  (select pg_catalog.array_agg(p.proname::text) from pg_catalog.pg_proc p
+   where p.pronamespace = 'private'::regnamespace and has_function_privilege('authenticated', p.oid, 'execute')),
+  array['in_my_queue'],
+  'the one private function authenticated may run is the routing read policy''s'
+);
 
 -- As PostgREST would run it for a signed-in customer: permission denied.
 insert into auth.users (id, email) values ('a11ce000-0000-4000-8000-000000000001', 'alice@example.com');

@@ -110,7 +110,7 @@ select is_empty($$select 1 from public.mechanic_queue$$, 'a customer sees no que
 select is_empty($$select 1 from public.mechanics$$, 'a customer sees no mechanic profiles');
 select throws_ok(
   $$insert into public.intakes (customer_user_id, plan) values ('a11ce000-0000-4000-8000-000000000001', 'free')$$,
-  '42501', null, 'Alice cannot file even her own intake directly: intakes go through the functions'
+  '42501', null, 'Alice cannot write even her own intake directly: intakes are written by the functions'
 );
 select throws_ok(
   $$insert into public.intakes (customer_user_id, plan) values ('b0b00000-0000-4000-8000-000000000002', 'free')$$,

@@ -51,6 +51,7 @@ comment on table public.payments is
   'creating -> open -> (expired | processing | paid); processing -> (paid | payment_failed); '
   'paid -> (consumed | refund_requested); consumed -> refund_requested; '
   'refund_requested -> (refunded | refund_failed); refund_failed -> (refund_requested | refunded); '
+  'refunded -> (refund_failed | refund_requested) when Stripe fails a refund after it succeeded; '
   'an outside full refund moves any paid state to refund_requested or refunded. Keeps the price '
   'snapshot taken when the Checkout was opened and the exact request sent to Stripe. Written only '
   'by SQL functions, under the customer''s lock; private.check_payment_transition refuses the rest.';
@@ -127,7 +128,9 @@ begin
       ('paid', 'consumed'), ('paid', 'refund_requested'), ('paid', 'refunded'),
       ('consumed', 'refund_requested'), ('consumed', 'refunded'),
       ('refund_requested', 'refunded'), ('refund_requested', 'refund_failed'),
-      ('refund_failed', 'refund_requested'), ('refund_failed', 'refunded')
+      ('refund_failed', 'refund_requested'), ('refund_failed', 'refunded'),
+      -- Stripe may fail a refund it had reported succeeded.
+      ('refunded', 'refund_requested'), ('refunded', 'refund_failed')
     )
     -- Stripe saying "paid" is a fact whatever we believed: money was taken.
     or (new.status = 'paid' and old.status in ('creating', 'open', 'processing', 'expired', 'payment_failed'))
@@ -286,10 +289,12 @@ begin
                        where o.payment_id = p.id and o.kind = 'refund' and o.status = 'pending');
 
   v_status := case
-    when p.status not in ('paid', 'consumed', 'refund_requested', 'refund_failed') then p.status
+    when p.status not in ('paid', 'consumed', 'refund_requested', 'refunded', 'refund_failed') then p.status
     when v_succeeded >= v_paid then 'refunded'
     when v_succeeded + v_in_flight >= v_paid then 'refund_requested'
-    when p.status = 'refund_requested' and v_in_flight = 0 and not v_waiting then 'refund_failed'
+    -- refunded too: Stripe may fail a refund after reporting it succeeded.
+    when p.status in ('refund_requested', 'refunded') and v_in_flight = 0 and not v_waiting then 'refund_failed'
+    when p.status = 'refunded' then 'refund_requested'
     else p.status
   end;
 
@@ -1305,8 +1310,10 @@ as $$
       and (payment_audit.since is null or s.created_at >= payment_audit.since)
       and not exists (select 1 from public.payments p where p.session_id = s.id)
   )
-  select coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(problem) order by problem.checkout_session_id), '[]'::jsonb)
-  from problem;
+  -- Aliased: inside `problem`, the bare name `problem` is its text column, not the row.
+  select coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(violation) order by violation.checkout_session_id),
+                  '[]'::jsonb)
+  from problem as violation;
 $$;
 comment on function public.payment_audit(timestamptz, interval) is
   'The money rule, checked: every payment that took money ends as exactly one session (consumed, '
@@ -1322,7 +1329,6 @@ security definer
 set search_path = ''
 as $$
 declare
-  v_payment public.payments%rowtype;
   v_checkout text;
 begin
   if payment_id is null then
