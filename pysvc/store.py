@@ -122,7 +122,8 @@ class Store:
             self.client.from_("sessions")
             .select("id,type,status,plan,intake_id,created_at,started_at,urgent,routing_type,"
                     "intakes(waiver_signed_at),session_participants(user_id,role),"
-                    "session_events(event_type,user_id,created_at),payments(status,amount,currency,amount_refunded)")
+                    "session_events(event_type,user_id,created_at,reason:metadata->>reason),"
+                    "payments(status,amount,currency,amount_refunded)")
             .eq("id", str(session_id)).execute()
         )
         if not response.data:
@@ -141,7 +142,8 @@ class Store:
             routing_type=row["routing_type"],
             mechanic_id=next((u for u, role in people.items() if role == "mechanic"), None),
             payment=PaymentSummary.model_validate(payment) if payment else None,
-            timeline=[TimelineEntry(event=e["event_type"], at=e["created_at"], user_id=e["user_id"]) for e in events],
+            timeline=[TimelineEntry(event=e["event_type"], at=e["created_at"], user_id=e["user_id"], reason=e["reason"])
+                      for e in events],
         )
 
     async def credits(self, customer_id: UUID, recent: int = 20) -> Credits:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 
 from pysvc.api import create_app
 from pysvc.local.stack import StackInfo, free_port
@@ -16,11 +17,12 @@ from pysvc.settings import Settings
 
 
 @contextlib.contextmanager
-def running_api(settings: Settings) -> Iterator[str]:
-    """The real FastAPI app on uvicorn, on a free port, driven over real HTTP."""
+def running_api(settings: Settings, app: FastAPI | None = None) -> Iterator[str]:
+    """The real FastAPI app (this one, or one made from settings) on uvicorn, on a free port, driven over
+    real HTTP."""
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None, access_log=False),
+        uvicorn.Config(app or create_app(settings), host="127.0.0.1", port=port, log_config=None, access_log=False),
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
