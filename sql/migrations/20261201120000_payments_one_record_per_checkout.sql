@@ -411,6 +411,33 @@ comment on function public.record_charge_refund(text, text, integer, text, text,
   '"failed"), then the payment settled from all its refunds. Refunds of charges this service did '
   'not sell are ignored. Idempotent; service_role only.';
 
+create or replace function private.refuse_a_second_session(customer_id uuid) returns void
+language plpgsql
+stable
+set search_path = ''
+as $$
+declare
+  v_active public.sessions%rowtype;
+begin
+  select s.* into v_active
+  from public.sessions s
+  where s.customer_user_id = refuse_a_second_session.customer_id and s.is_active;
+  if found then
+    perform private.raise_api_error(409, 'ACTIVE_SESSION_EXISTS',
+      'You already have an active session',
+      pg_catalog.jsonb_build_object(
+        'activeSessionId', v_active.id,
+        'activeSessionType', v_active.type,
+        'activeSessionStatus', v_active.status
+      ));
+  end if;
+end;
+$$;
+comment on function private.refuse_a_second_session(uuid) is
+  'The one-active-session rule as the caller sees it: 409 ACTIVE_SESSION_EXISTS naming the active '
+  'session (id, type, status). Called under the customer''s lock by everything that would give a '
+  'customer a session or sell one (write_session, submit_intake, open_checkout).';
+
 create or replace function private.write_session(
   customer_id uuid,
   plan public.plans,
@@ -455,18 +482,7 @@ begin
   end if;
 
   -- At most one active session per customer.
-  select s.* into v_existing
-  from public.sessions s
-  where s.customer_user_id = customer_id and s.is_active;
-  if found then
-    perform private.raise_api_error(409, 'ACTIVE_SESSION_EXISTS',
-      'You already have an active session',
-      pg_catalog.jsonb_build_object(
-        'activeSessionId', v_existing.id,
-        'activeSessionType', v_existing.type,
-        'activeSessionStatus', v_existing.status
-      ));
-  end if;
+  perform private.refuse_a_second_session(customer_id);
   if exists (select 1 from public.sessions s where s.intake_id = write_session.intake_id) then
     perform private.raise_api_error(409, 'INTAKE_ALREADY_USED',
       'this intake already has a session');
@@ -684,7 +700,6 @@ as $$
 declare
   v_intake public.intakes%rowtype;
   v_plan public.plans%rowtype;
-  v_active public.sessions%rowtype;
   v_payment public.payments%rowtype;
   v_id uuid := gen_random_uuid();
   v_expires timestamptz;
@@ -713,12 +728,7 @@ begin
     perform private.raise_api_error(422, 'PAYMENT_METHOD_MISMATCH',
       pg_catalog.format('plan %s is free: nothing to pay', v_plan.code));
   end if;
-  select s.* into v_active from public.sessions s where s.customer_user_id = customer_id and s.is_active;
-  if found then
-    perform private.raise_api_error(409, 'ACTIVE_SESSION_EXISTS', 'You already have an active session',
-      pg_catalog.jsonb_build_object('activeSessionId', v_active.id, 'activeSessionType', v_active.type,
-                                    'activeSessionStatus', v_active.status));
-  end if;
+  perform private.refuse_a_second_session(customer_id);
   if exists (select 1 from public.sessions s where s.intake_id = open_checkout.intake_id)
      or exists (select 1 from public.payments p where p.intake_id = open_checkout.intake_id
                 and p.status in ('paid', 'consumed')) then
@@ -1472,6 +1482,7 @@ revoke all on function private.write_session(
 ) from public;
 revoke all on function private.consume_payment(uuid, text, uuid, text, uuid, integer, text, text) from public;
 revoke all on function private.stripe_retry_delay(integer) from public;
+revoke all on function private.refuse_a_second_session(uuid) from public;
 
 revoke all on function public.create_session_record(
   uuid, text, uuid, text, text, text, integer, text, text, boolean, boolean, uuid, text, jsonb, text, uuid

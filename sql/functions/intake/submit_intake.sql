@@ -15,7 +15,6 @@ as $$
 declare
   v_plan public.plans%rowtype;
   v_intake public.intakes%rowtype;
-  v_active public.sessions%rowtype;
 begin
   if customer_id is null or intake_id is null or plan is null then
     perform private.raise_api_error(422, 'MISSING_FIELD', 'customer_id, intake_id and plan are required');
@@ -38,9 +37,7 @@ begin
 
   -- The same per-customer lock as create_session_record: never send a customer to pay while a
   -- session is active.
-  perform pg_catalog.pg_advisory_xact_lock(
-    pg_catalog.hashtextextended('create_session_record:' || customer_id::text, 0)
-  );
+  perform private.lock_customer(customer_id);
 
   select i.* into v_intake
   from public.intakes i
@@ -49,18 +46,7 @@ begin
     return pg_catalog.jsonb_build_object('intake_id', v_intake.id, 'plan', v_intake.plan, 'created', false);
   end if;
 
-  select s.* into v_active
-  from public.sessions s
-  where s.customer_user_id = customer_id and s.is_active;
-  if found then
-    perform private.raise_api_error(409, 'ACTIVE_SESSION_EXISTS',
-      'You already have an active session',
-      pg_catalog.jsonb_build_object(
-        'activeSessionId', v_active.id,
-        'activeSessionType', v_active.type,
-        'activeSessionStatus', v_active.status
-      ));
-  end if;
+  perform private.refuse_a_second_session(customer_id);
 
   perform private.write_intake(customer_id, intake_id, v_plan.code, intake,
     urgent, is_specialist, preferred_mechanic_id, routing_type);

@@ -12,7 +12,6 @@ as $$
 declare
   v_intake public.intakes%rowtype;
   v_plan public.plans%rowtype;
-  v_active public.sessions%rowtype;
   v_payment public.payments%rowtype;
   v_id uuid := gen_random_uuid();
   v_expires timestamptz;
@@ -41,12 +40,7 @@ begin
     perform private.raise_api_error(422, 'PAYMENT_METHOD_MISMATCH',
       pg_catalog.format('plan %s is free: nothing to pay', v_plan.code));
   end if;
-  select s.* into v_active from public.sessions s where s.customer_user_id = customer_id and s.is_active;
-  if found then
-    perform private.raise_api_error(409, 'ACTIVE_SESSION_EXISTS', 'You already have an active session',
-      pg_catalog.jsonb_build_object('activeSessionId', v_active.id, 'activeSessionType', v_active.type,
-                                    'activeSessionStatus', v_active.status));
-  end if;
+  perform private.refuse_a_second_session(customer_id);
   if exists (select 1 from public.sessions s where s.intake_id = open_checkout.intake_id)
      or exists (select 1 from public.payments p where p.intake_id = open_checkout.intake_id
                 and p.status in ('paid', 'consumed')) then

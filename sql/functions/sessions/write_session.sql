@@ -42,18 +42,7 @@ begin
   end if;
 
   -- At most one active session per customer.
-  select s.* into v_existing
-  from public.sessions s
-  where s.customer_user_id = customer_id and s.is_active;
-  if found then
-    perform private.raise_api_error(409, 'ACTIVE_SESSION_EXISTS',
-      'You already have an active session',
-      pg_catalog.jsonb_build_object(
-        'activeSessionId', v_existing.id,
-        'activeSessionType', v_existing.type,
-        'activeSessionStatus', v_existing.status
-      ));
-  end if;
+  perform private.refuse_a_second_session(customer_id);
   if exists (select 1 from public.sessions s where s.intake_id = write_session.intake_id) then
     perform private.raise_api_error(409, 'INTAKE_ALREADY_USED',
       'this intake already has a session');
