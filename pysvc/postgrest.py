@@ -136,38 +136,50 @@ class Rpc:
         self.headers = dict(client.headers)
 
     async def call(self, function: str, args: dict[str, Any]) -> Any:
-        url = f"{self.base}/rpc/{function}"
         async with self.in_flight:
             started = time.perf_counter()
             try:
-                status, raw = await (self._post_aiohttp if self.pool else self._post_httpx)(url, args)
+                status, raw = await self._send("POST", f"{self.base}/rpc/{function}", json.dumps(args).encode())
             finally:
                 self.metrics.rpc_observe(function, time.perf_counter() - started)
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = None
-        if 200 <= status < 300:
-            return body
-        raise error_for(status, body if isinstance(body, dict) else {})
+        return _answer(status, raw)
 
-    async def _post_aiohttp(self, url: str, args: dict[str, Any]) -> tuple[int, bytes]:
-        assert self.pool is not None
+    async def select(self, table: str, params: dict[str, str]) -> list[Any]:
+        """A table read in PostgREST's query syntax (`{"id": "eq.…", "select": "…"}`), without postgrest-py's
+        query builder: the reads a customer's client polls."""
+        async with self.in_flight:
+            status, raw = await self._send("GET", f"{self.base}/{table}", None, params)
+        rows = _answer(status, raw)
+        return rows if isinstance(rows, list) else []
+
+    async def _send(self, method: str, url: str, body: bytes | None,
+                    params: dict[str, str] | None = None) -> tuple[int, bytes]:
+        if self.pool is None:
+            try:
+                answer = await self.client.session.request(method, url, content=body, params=params,
+                                                           headers=self.client.headers)
+            except httpx.TransportError as exc:
+                raise BackendUnavailable(f"PostgREST unreachable: {exc}") from exc
+            return answer.status_code, answer.content
         try:
-            async with self.pool().post(url, data=json.dumps(args).encode(), headers=self.headers) as response:
+            async with self.pool().request(method, url, data=body, params=params, headers=self.headers) as response:
                 return response.status, await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise BackendUnavailable(f"PostgREST unreachable: {exc or type(exc).__name__}") from exc
 
-    async def _post_httpx(self, url: str, args: dict[str, Any]) -> tuple[int, bytes]:
-        try:
-            response = await self.client.session.post(url, json=args, headers=self.client.headers)
-        except httpx.TransportError as exc:
-            raise BackendUnavailable(f"PostgREST unreachable: {exc}") from exc
-        return response.status_code, response.content
-
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+def _answer(status: int, raw: bytes) -> Any:
+    """A PostgREST answer's JSON, or its error as an ApiError."""
+    try:
+        body = json.loads(raw) if raw else None
+    except ValueError:
+        body = None
+    if 200 <= status < 300:
+        return body
+    raise error_for(status, body if isinstance(body, dict) else {})
 
 
 async def guard(request: Awaitable[T]) -> T:
