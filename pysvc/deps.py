@@ -52,7 +52,8 @@ class Services:
         return cls(
             settings=settings, rpc=rpc, store=store, stripe=stripe,
             intakes=Intakes(factory, store, stripe), fulfilment=fulfilment,
-            webhook=Webhook(rpc, store, fulfilment, metrics), tokens=TokenVerifier(settings, cache_size=settings.token_cache_size),
+            webhook=Webhook(rpc, store, fulfilment, metrics),
+            tokens=TokenVerifier(settings, cache_size=settings.token_cache_size),
             lifecycle=Lifecycle(rpc), outbox=outbox, metrics=metrics,
         )
 
