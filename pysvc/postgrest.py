@@ -136,13 +136,23 @@ class Rpc:
         self.headers = dict(client.headers)
 
     async def call(self, function: str, args: dict[str, Any]) -> Any:
+        return _answer(*await self._call(function, json.dumps(args).encode()))
+
+    async def call_json(self, function: str, body: bytes) -> bytes:
+        """`call` with the arguments already JSON (a model's `model_dump_json`): the answer's JSON as it
+        came, for a model's `model_validate_json`; failures raised as `call` raises them."""
+        status, raw = await self._call(function, body)
+        if 200 <= status < 300:
+            return raw
+        raise _failure(status, raw)
+
+    async def _call(self, function: str, body: bytes) -> tuple[int, bytes]:
         async with self.in_flight:
             started = time.perf_counter()
             try:
-                status, raw = await self._send("POST", f"{self.base}/rpc/{function}", json.dumps(args).encode())
+                return await self._send("POST", f"{self.base}/rpc/{function}", body)
             finally:
                 self.metrics.rpc_observe(function, time.perf_counter() - started)
-        return _answer(status, raw)
 
     async def select(self, table: str, params: dict[str, str]) -> list[Any]:
         """A table read in PostgREST's query syntax (`{"id": "eq.…", "select": "…"}`), without postgrest-py's
@@ -172,14 +182,21 @@ class Rpc:
 
 
 def _answer(status: int, raw: bytes) -> Any:
-    """A PostgREST answer's JSON, or its error as an ApiError."""
+    """A PostgREST answer's JSON, or its error raised as an ApiError."""
+    if not 200 <= status < 300:
+        raise _failure(status, raw)
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        return None
+
+
+def _failure(status: int, raw: bytes) -> ApiError:
     try:
         body = json.loads(raw) if raw else None
     except ValueError:
         body = None
-    if 200 <= status < 300:
-        return body
-    raise error_for(status, body if isinstance(body, dict) else {})
+    return error_for(status, body if isinstance(body, dict) else {})
 
 
 async def guard(request: Awaitable[T]) -> T:

@@ -16,12 +16,14 @@ from pysvc.settings import Settings
 
 
 @contextlib.contextmanager
-def running_api(settings: Settings) -> Iterator[str]:
-    """The real FastAPI app on uvicorn, on a free port, driven over real HTTP."""
+def running_api(settings: Settings, *, fast_path: bool = True) -> Iterator[str]:
+    """The real FastAPI app on uvicorn, on a free port, driven over real HTTP. `fast_path=False`: the hot
+    route served by its FastAPI declaration instead (pysvc.fastpath), to compare the two."""
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None, access_log=False),
-    )
+    app = create_app(settings)
+    if not fast_path:
+        app.fast = None
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
