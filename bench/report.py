@@ -411,7 +411,8 @@ def _one_api_profile(results: dict[str, Any], key: str, path: str) -> list[str]:
         return []
     runs = {name: prof.get(name) or {} for name in ("cpu_sampler", "py_spy")}
     ok = {name: run for name, run in runs.items() if "samples" in run}
-    lines = ["", f"## Where the API's CPU goes per intake ({path} at {prof['concurrency']} clients)", ""]
+    unit = "session" if path == "S" else "intake"  # S: a customer's whole session, six requests
+    lines = ["", f"## Where the API's CPU goes per {unit} ({path} at {prof['concurrency']} clients)", ""]
     for name, run in runs.items():
         if "error" in run:
             lines.append(f"- {name}: not taken ({run['error']}).")
@@ -422,7 +423,7 @@ def _one_api_profile(results: dict[str, Any], key: str, path: str) -> list[str]:
         " second API process (`bench/cpusampler`: ITIMER_PROF, one sample per ms of the process's CPU, so only"
         " CPU counts) and"
         " py-spy attached from outside (wall time while the thread is runnable, so on a busy machine it also"
-        " counts time spent waiting for a core). Shares become ms per intake with the API's CPU per session"
+        f" counts time spent waiting for a core). Shares become ms per {unit} with the API's CPU per session"
         f" measured unprofiled at c{prof['concurrency']}: {_fmt(prof['api_cpu_ms_per_session'], 3)} ms. A sample is"
         " charged to the innermost non-stdlib package on its stack (a socket write made by httpcore is httpcore's).",
         "",
@@ -430,7 +431,7 @@ def _one_api_profile(results: dict[str, Any], key: str, path: str) -> list[str]:
     names = list(ok)
     shares = {n: {row["name"]: row for row in ok[n]["by_innermost_package"]} for n in names}
     packages = list(dict.fromkeys(row for n in names for row in shares[n]))
-    lines += ["| package (innermost) | " + " | ".join(f"{n} share | {n} ms/intake" for n in names) + " |",
+    lines += ["| package (innermost) | " + " | ".join(f"{n} share | {n} ms/{unit}" for n in names) + " |",
               "|---|" + "---:|---:|" * len(names)]
     for package in packages[:14]:
         cells = []
@@ -440,7 +441,7 @@ def _one_api_profile(results: dict[str, Any], key: str, path: str) -> list[str]:
         lines.append(f"| {package} | " + " | ".join(cells) + " |")
     for n in names:
         lines += ["", f"Top of the stack (self), {n} ({ok[n]['samples']} samples):", "",
-                  "| function | share | ms per intake |", "|---|---:|---:|"]
+                  f"| function | share | ms per {unit} |", "|---|---:|---:|"]
         for row in ok[n]["self_top"][:12]:
             name = row["name"].replace("|", "\\|")
             lines.append(f"| `{name}` | {row['share']:.1%} | {_fmt(row['ms_per_session'], 3)} |")
