@@ -92,6 +92,7 @@ def ratios(results: dict[str, Any]) -> dict[str, float | None]:
         "D_over_B_c8": _div(_thr(results, "D", 8), _thr(results, "B", 8)),
         "D_over_E_c8": _div(_thr(results, "D", 8), _thr(results, "E", 8)),
         "D_api_cpu_over_F_api_cpu_c8": _div(_cpu(results, "D", 8, "api"), _cpu(results, "F", 8, "api")),
+        "F_over_B_c8": _div(_thr(results, "F", 8), _thr(results, "B", 8)),  # the floor's own D_over_B: no target
         "B_over_C_c8": _div(_thr(results, "B_py", 8), _thr(results, "C", 8)),
         "B_p99_1M_over_10k": _div(large, small),
         "B_over_A_c8": _div(_thr(results, "B", 8), _thr(results, "A", 8)),
@@ -389,6 +390,13 @@ def _reading(results: dict[str, Any]) -> list[str]:
                      f" {_fmt(results['ratios'].get('D_over_B_c8'), 2)}. The rest is latency: at 8 clients each"
                      f" request waits for the API's turn on a core as well (p50 {_fmt(d['p50_ms'], 1)} ms vs B's"
                      f" {_fmt(b['p50_ms'], 1)} ms).")
+    f_over_b = results["ratios"].get("F_over_B_c8")
+    if f_over_b is not None:
+        lines.append(f"- **The floor against B**: F, a bare ASGI callable with nothing but PyJWT and aiohttp, makes"
+                     f" {_fmt(f_over_b, 2)} x B's sessions per second in the same run (D: "
+                     f"{_fmt(results['ratios'].get('D_over_B_c8'), 2)}; D/F"
+                     f" {_fmt(_div(results['ratios'].get('D_over_B_c8'), f_over_b), 2)}): what D_over_B_c8 can reach"
+                     " with any Python process in the hop, on these cores.")
     if d.get("cpu_pct", {}).get("api") is not None:
         lines.append(f"- **The API's event loop is not the cap**: at {_fmt(d['throughput'])} sessions/s it uses"
                      f" {_fmt(d['cpu_pct']['api'], 0)} % of one core.")
