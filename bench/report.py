@@ -243,6 +243,9 @@ def markdown(results: dict[str, Any], results_file: Path, chart_name: str) -> st
         " one after the other, the same ratios moved by 20-50 % between runs on this shared machine). 1 and 32"
         " clients are measured path by path (E, F and S at 8 clients only). The scale comparison takes turns the"
         " same way, between two stacks.",
+        "- **The API as shipped**: `pysvc serve` (one uvicorn process, uvloop, httptools) at `LOG_LEVEL=INFO`, so"
+        " every request writes its access-log line, with its request id and metrics; E and F run under the same"
+        " uvicorn options.",
         "- Autocannon and pgbench run on the same 2 cores as the servers, so throughput is shared with them;"
         " their own CPU is in the `client` column.",
         "- **Why autocannon and not wrk**: `make bench` must install its load generator without root."
@@ -397,6 +400,18 @@ def _reading(results: dict[str, Any]) -> list[str]:
                      f"{_fmt(results['ratios'].get('D_over_B_c8'), 2)}; D/F"
                      f" {_fmt(_div(results['ratios'].get('D_over_B_c8'), f_over_b), 2)}): what D_over_B_c8 can reach"
                      " with any Python process in the hop, on these cores.")
+    e, f = _point(results, "E", 8), _point(results, "F", 8)
+    if e and total["D"] and e["cpu_ms_per_session"].get("total"):
+        ce = e["cpu_ms_per_session"]
+        shared = sum(cd.get(k) or 0.0 for k in ("postgres", "postgrest", "client"))
+        lines.append(f"- **D against E**: E needs {_fmt(ce['total'], 2)} ms of CPU per session in all, D"
+                     f" {_fmt(total['D'], 2)} ms: if CPU alone set throughput, D/E would be"
+                     f" {_fmt(_div(ce['total'], total['D']), 2)}; the run measured"
+                     f" {_fmt(results['ratios'].get('D_over_E_c8'), 2)} (E's one event loop also makes its requests"
+                     f" wait: p50 {_fmt(e['p50_ms'], 1)} ms). {_fmt(shared, 2)} ms of D's total is PostgreSQL,"
+                     " PostgREST and the load generator, which no API code removes.")
+    if f:
+        lines += _api_over_floor(results, cd, f["cpu_ms_per_session"])
     if d.get("cpu_pct", {}).get("api") is not None:
         lines.append(f"- **The API's event loop is not the cap**: at {_fmt(d['throughput'])} sessions/s it uses"
                      f" {_fmt(d['cpu_pct']['api'], 0)} % of one core.")
@@ -406,6 +421,24 @@ def _reading(results: dict[str, Any]) -> list[str]:
                      " the cores, so absolute throughput is low and noisy; ratios between paths taking turns and"
                      " CPU per session are what to compare.")
     return lines
+
+
+def _api_over_floor(results: dict[str, Any], cd: dict[str, Any], cf: dict[str, Any]) -> list[str]:
+    """D's API CPU over F's, by package, from the two CPU-time profiles of the run."""
+    extra = (cd.get("api") or 0.0) - (cf.get("api") or 0.0)
+    line = (f"- **D's API against the floor's**: {_fmt(cd.get('api'), 3)} vs {_fmt(cf.get('api'), 3)} ms per intake,"
+            f" {_fmt(extra, 3)} ms more")
+    profiles = [(results.get(k) or {}).get("cpu_sampler") or {} for k in ("api_profile", "api_profile_F")]
+    if all("by_innermost_package" in prof for prof in profiles):
+        d_ms, f_ms = ({r["name"]: r["ms_per_session"] or 0.0 for r in prof["by_innermost_package"]}
+                      for prof in profiles)
+        f_ms["pysvc"] = f_ms.pop("bench", 0.0)  # F's own handler against pysvc's
+        diffs = sorted(((d_ms.get(n, 0.0) - f_ms.get(n, 0.0), n) for n in set(d_ms) | set(f_ms)), reverse=True)
+        parts = ", ".join(f"{n} {diff:+.3f}" for diff, n in diffs if abs(diff) >= 0.01)
+        line += (f"; by the CPU-time profiles (ms per intake, D minus F, F's handler counted as its `pysvc`):"
+                 f" {parts}. `pysvc` is the request id, the access-log line, metrics and the error model;"
+                 " `pydantic`, the models the OpenAPI document describes")
+    return [line + "."]
 
 
 def _api_profile(results: dict[str, Any]) -> list[str]:
