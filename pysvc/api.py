@@ -28,7 +28,7 @@ from pysvc.deps import Services
 from pysvc.errors import ApiError
 from pysvc.logs import configure_logging
 from pysvc.middleware import BodyLimitMiddleware, RequestIdMiddleware
-from pysvc.responses import invalid_request, render
+from pysvc.responses import internal_error, invalid_request, render
 from pysvc.routers import app_pages, customer, health, mechanic, ops, stripe
 from pysvc.settings import Settings, load_settings
 
@@ -57,7 +57,7 @@ async def on_http(_: Request, exc: Exception) -> JSONResponse:
 
 async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled error", exc_info=exc)
-    return JSONResponse({"error": "internal error", "code": "INTERNAL"}, status_code=500)
+    return internal_error()
 
 
 class Api(FastAPI):
@@ -79,7 +79,8 @@ def create_app(settings: Settings) -> Api:
         svc = app.state.services = Services.build(settings)
         worker = None
         if settings.background_interval_seconds > 0:
-            worker = asyncio.create_task(background.run_forever(svc))
+            svc.background = background.Supervisor(svc)
+            worker = asyncio.create_task(svc.background.run_forever())
         yield
         if worker is not None:
             worker.cancel()

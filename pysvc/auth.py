@@ -13,6 +13,7 @@ import base64
 import binascii
 import json
 import time
+from collections import OrderedDict
 from typing import Any
 from uuid import UUID
 
@@ -41,7 +42,7 @@ class VerifiedTokens:
 
     def __init__(self, size: int = 10_000) -> None:
         self.size = size
-        self._users: dict[str, tuple[UUID, float]] = {}
+        self._users: OrderedDict[str, tuple[UUID, float]] = OrderedDict()  # oldest first, O(1) to drop
 
     def get(self, token: str) -> UUID | None:
         found = self._users.get(token)
@@ -56,7 +57,7 @@ class VerifiedTokens:
         if self.size <= 0:
             return
         while len(self._users) >= self.size:
-            del self._users[next(iter(self._users))]
+            self._users.popitem(last=False)
         self._users[token] = (user, expires_at)
 
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import os
 import socket
 import sys
 import textwrap
 import traceback
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -130,7 +132,7 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_port_free(host: str, port: int) -> None:
+def check_port_free(host: str, port: int, *, dev: bool = False) -> None:
     """Fail before start-up, in one line, when the API's address cannot be bound."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -143,22 +145,39 @@ def check_port_free(host: str, port: int) -> None:
         try:
             probe.bind(address)
         except OSError as exc:
+            if dev and exc.errno == errno.EADDRINUSE:
+                raise ConfigError(
+                    f"cannot listen on {host}:{port} ({exc.strerror}): probably a `pysvc dev` (`make run`) is "
+                    f"running already; stop it (Ctrl-C), or use another port: `make run PORT={port + 1}` "
+                    f"(or `pysvc dev --port {port + 1}`)",
+                ) from exc
             raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror}): pass another --port, "
                               "or stop what holds it") from exc
 
 
+LOCAL_STACK_HINT = (
+    "to serve against the local stack instead, run `pysvc dev` (starts the stack too), or after "
+    '`pysvc stack start`: (set -a; eval "$(pysvc stack env)"; pysvc serve)'
+)
+
+
 def _serve(args: argparse.Namespace) -> int:
     from pysvc.api import serve
+    from pysvc.settings import load_settings
 
     check_port_free(args.host, args.port)
-    serve(host=args.host, port=args.port, workers=args.workers)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}; {LOCAL_STACK_HINT}") from exc
+    serve(host=args.host, port=args.port, settings=settings, workers=args.workers)
     return 0
 
 
 def _dev(args: argparse.Namespace) -> int:
     from pysvc.local.dev import dev
 
-    check_port_free(args.host, args.port)
+    check_port_free(args.host, args.port, dev=True)
     dev(host=args.host, port=args.port, stop_stack=args.stop_stack)
     return 0
 
@@ -188,12 +207,35 @@ def _with_services(work: Callable[[Services], Awaitable[int]]) -> int:
 
 def _sessions_expire(args: argparse.Namespace) -> int:
     async def work(svc: Services) -> int:
-        urgent = args.urgent_older_than or timedelta(minutes=svc.settings.urgent_session_expiry_minutes)
-        older = args.older_than or timedelta(minutes=svc.settings.session_expiry_minutes)
-        result = await svc.lifecycle.expire(older, urgent)
-        print(f"expired {result['expired']} session(s), {result.get('skipped', 0)} busy (next run takes them)")
+        result = await svc.lifecycle.sweep()
+        print(f"expired {result.expired} session(s), {result.no_shows} no-show(s) back in the queue, "
+              f"{result.timed_out} live session(s) past their time limit ended, "
+              f"{result.skipped} busy (next run takes them)")
         sent = await svc.outbox.run_once(max_requests=1000)
         print(f"stripe outbox: {sent['sent']} sent, {sent['retry']} to retry, {sent['failed']} failed")
+        return 0
+
+    return _with_services(work)
+
+
+def limit_setting(text: str) -> tuple[str, int]:
+    """`NAME=MINUTES`, NAME one of the session limits."""
+    from pysvc.lifecycle import LIMIT_NAMES
+
+    name, _, value = text.partition("=")
+    if name not in LIMIT_NAMES:
+        raise argparse.ArgumentTypeError(f"{name!r} is not a session limit: one of {', '.join(LIMIT_NAMES)}")
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r}: the value is a whole number of minutes, e.g. {name}=10")
+    return name, int(value)
+
+
+def _sessions_limits(args: argparse.Namespace) -> int:
+    async def work(svc: Services) -> int:
+        changes = dict(args.set or [])
+        limits = await (svc.lifecycle.set_limits(**changes) if changes else svc.lifecycle.limits())
+        for name, value in limits.model_dump().items():
+            print(f"{name:<30} {value.isoformat() if name == 'updated_at' else value}")
         return 0
 
     return _with_services(work)
@@ -233,6 +275,31 @@ def _stripe_replay(args: argparse.Namespace) -> int:
                                         stuck_after=args.older_than if args.stuck else None)
         print(stripe_ops.table(lines))
         return 1 if any(line.needs_a_person for line in lines) else 0
+
+    return _with_services(work)
+
+
+def _payments_audit(args: argparse.Namespace) -> int:
+    from pysvc import stripe_ops
+
+    async def work(svc: Services) -> int:
+        svc.stripe.require_client()
+        lines = await stripe_ops.audit(svc, args.since)
+        print(stripe_ops.table(lines) if lines else "the books balance: every paid checkout is one session or one "
+              "full refund")
+        return 1 if lines else 0
+
+    return _with_services(work)
+
+
+def _payments_refund(args: argparse.Namespace) -> int:
+    from pysvc import stripe_ops
+
+    async def work(svc: Services) -> int:
+        svc.stripe.require_client()
+        line = await stripe_ops.refund(svc, str(args.payment_id), args.reason)
+        print(stripe_ops.table([line]))
+        return 1 if line.needs_a_person else 0
 
     return _with_services(work)
 
@@ -320,19 +387,28 @@ def build_parser() -> argparse.ArgumentParser:
                      help="on exit (Ctrl-C), also stop the stack (`pysvc stack stop`)")
     dev.set_defaults(func=_dev)
 
-    sessions = add(sub, "sessions", "operate on sessions (the expiry sweep)",
-                   "Session maintenance that `pysvc serve` also does in the background.")
+    sessions = add(sub, "sessions", "operate on sessions (the sweep, its limits)",
+                   "Session maintenance that `pysvc serve` (and pg_cron, on Supabase) also does in the background.")
     session_actions = sessions.add_subparsers(title="actions", dest="action", metavar="ACTION", help="one of:")
-    expire = add(session_actions, "expire", "expire pending sessions nobody accepted in time, with refunds",
-                 "One expiry sweep (safe next to other sweeps: no double refunds, no waiting), then one pass of "
-                 "the Stripe outbox to send the refunds. For cron; `pysvc serve` and pg_cron run it too.",
-                 SERVE_SETTINGS)
-    expire.add_argument("--older-than", type=duration, metavar="DURATION",
-                        help="expire pending sessions offered longer ago than this (default: "
-                             "SESSION_EXPIRY_MINUTES, 30m)")
-    expire.add_argument("--urgent-older-than", type=duration, metavar="DURATION",
-                        help="the same for urgent sessions (default: URGENT_SESSION_EXPIRY_MINUTES, 10m)")
+    expire = add(session_actions, "expire",
+                 "one sweep: expiry (with refunds), no-shows back to the queue, live sessions past their time",
+                 "One sweep of every session limit (safe next to other sweeps: no double refunds, no waiting): "
+                 "pending sessions nobody accepted in time expire and are refunded, waiting sessions their "
+                 "mechanic did not start in time go back to the queue, live sessions past their plan's "
+                 "duration plus the grace end as completed; then one pass of the Stripe outbox to send the "
+                 "refunds. The limits are the database's (`pysvc sessions limits`), the same pg_cron obeys. "
+                 "For cron.", SERVE_SETTINGS)
     expire.set_defaults(func=_sessions_expire)
+    limits = add(session_actions, "limits", "print the session limits, or change them with --set",
+                 "The session limits live in one row of the database (public.session_limits), read by every "
+                 "sweep: pg_cron's, `pysvc serve`'s and `pysvc sessions expire`. Without --set, print them; "
+                 "with it, change the ones named (the others stay) and print the result. A change holds from "
+                 "the next sweep, everywhere.", SERVE_SETTINGS)
+    limits.add_argument("--set", type=limit_setting, action="append", metavar="NAME=MINUTES",
+                        help="change one limit (repeatable): pending_expiry_minutes (1-10080, default 30), "
+                             "urgent_pending_expiry_minutes (1-10080, default 10), no_show_minutes (1-1440, "
+                             "default 10), live_grace_minutes (0-1440, default 15)")
+    limits.set_defaults(func=_sessions_limits)
 
     outbox = add(sub, "outbox", "the Stripe outbox (refunds, checkout expiries)",
                  "Stripe requests decided in the database, sent once each.")
@@ -366,6 +442,23 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--older-than", type=duration, default="10m", metavar="DURATION",
                         help="what counts as stuck")
     replay.set_defaults(func=_stripe_replay)
+
+    payments = add(sub, "payments", "audit the money rule, refund a payment",
+                   "Every checkout Stripe took money for ends as exactly one session or one full refund.")
+    payment_actions = payments.add_subparsers(title="actions", dest="action", metavar="ACTION", help="one of:")
+    audit = add(payment_actions, "audit", "check the money rule (exit 1 on any violation)",
+                "For every Checkout Stripe lists as paid since --since (all pages) and every payment recorded "
+                "here, check that it ended as exactly one session or one full refund (and is not stuck in "
+                "between); print each violation with what to do.", SERVE_SETTINGS)
+    audit.add_argument("--since", type=duration, default="72h", metavar="DURATION", help="how far back to look")
+    audit.set_defaults(func=_payments_audit)
+    refund = add(payment_actions, "refund", "refund a payment in full (a failed refund, or one that bought nothing)",
+                 "Request a new full refund of the payment (its own idempotency key) and send it now. Refused "
+                 "for a payment whose session is pending, live or completed: cancel the session instead.",
+                 SERVE_SETTINGS)
+    refund.add_argument("payment_id", type=uuid.UUID, metavar="PAYMENT_ID", help="the payment's id (from the audit)")
+    refund.add_argument("--reason", default=None, help="kept with the refund request")
+    refund.set_defaults(func=_payments_refund)
     return parser
 
 

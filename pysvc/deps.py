@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from uuid import UUID
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from pysvc import errors
 from pysvc.auth import TokenVerifier
-from pysvc.errors import Unauthenticated
 from pysvc.factory import SessionFactory
 from pysvc.fulfilment import Fulfilment
 from pysvc.intake import Intakes
@@ -22,6 +22,9 @@ from pysvc.settings import Settings
 from pysvc.store import Store
 from pysvc.stripe_api import StripeApi
 from pysvc.webhook import Webhook
+
+if TYPE_CHECKING:
+    from pysvc.background import Supervisor
 
 
 @dataclass
@@ -39,6 +42,7 @@ class Services:
     lifecycle: Lifecycle
     outbox: Outbox
     metrics: Metrics
+    background: Supervisor | None = None  # set by the app while its background worker runs
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -48,11 +52,11 @@ class Services:
         factory = SessionFactory(rpc, metrics)
         stripe = StripeApi(settings)
         outbox = Outbox(rpc, stripe)
-        fulfilment = Fulfilment(factory, outbox)
+        fulfilment = Fulfilment(factory, outbox, rpc)
         return cls(
             settings=settings, rpc=rpc, store=store, stripe=stripe,
             intakes=Intakes(factory, store, stripe), fulfilment=fulfilment,
-            webhook=Webhook(rpc, store, fulfilment, metrics),
+            webhook=Webhook(rpc, stripe, fulfilment, metrics),
             tokens=TokenVerifier(settings, cache_size=settings.token_cache_size),
             lifecycle=Lifecycle(rpc), outbox=outbox, metrics=metrics,
         )
@@ -74,7 +78,7 @@ async def current_user(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> UUID:
     if credentials is None:
-        raise Unauthenticated()
+        raise errors.Unauthenticated()
     return await svc.tokens.user_id(credentials.credentials)
 
 
@@ -82,3 +86,7 @@ Svc = Annotated[Services, Depends(services)]
 Customer = Annotated[UUID, Depends(current_user)]
 Mechanic = Annotated[UUID, Depends(current_user)]  # the database decides whether the user is a mechanic
 User = Annotated[UUID, Depends(current_user)]
+
+# What any route behind a signed-in user may answer (for its OpenAPI responses).
+SIGNED_IN = (errors.Unauthenticated, errors.UnknownUser, errors.InvalidRequest, errors.AuthUnavailable,
+             errors.BackendUnavailable)

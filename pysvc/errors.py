@@ -105,6 +105,10 @@ class NotAssignedMechanic(Forbidden):
     code, message = "NOT_ASSIGNED_MECHANIC", "only the session's assigned mechanic may do this"
 
 
+class NotPreferredMechanic(Forbidden):
+    code, message = "NOT_PREFERRED_MECHANIC", "only the mechanic this offer names may decline it"
+
+
 class NotFound(ApiError):
     status, code, message = 404, "NOT_FOUND", "not found"
 
@@ -119,6 +123,10 @@ class NoActiveSession(NotFound):
 
 class CheckoutNotFound(NotFound):
     code, message = "CHECKOUT_NOT_FOUND", "Stripe has no such checkout"
+
+
+class PaymentNotFound(NotFound):
+    code, message = "PAYMENT_NOT_FOUND", "this service opened no such Checkout"
 
 
 class SessionNotFound(NotFound):
@@ -184,8 +192,37 @@ class SessionNotCancellable(Conflict):
     code, message = "SESSION_NOT_CANCELLABLE", "a session can only be cancelled before it starts"
 
 
-class OutboxRequestFinished(Conflict):
-    code, message = "REQUEST_ALREADY_FINISHED", "this Stripe request was already finished"
+class AssignmentAlreadyDeclined(Conflict):
+    code, message = "ASSIGNMENT_ALREADY_DECLINED", "this offer was already declined"
+
+
+class WaiverNotSigned(Conflict):
+    code, message = "WAIVER_NOT_SIGNED", "the customer has not signed the waiver yet"
+
+
+class PaymentProcessing(Conflict):
+    code, message = "PAYMENT_PROCESSING", "this intake's payment is being processed by the bank"
+
+
+class PaymentInUse(Conflict):
+    code, message = "PAYMENT_IN_USE", "this payment bought a session: cancel the session instead"
+
+
+class PaymentRefunded(Conflict):
+    """A paid checkout that could not become a session (or was refunded since): its money goes back."""
+
+    code, message = "PAYMENT_REFUNDED", "this payment could not be used and was refunded"
+
+
+class NothingToSend(Conflict):
+    code, message = "NOTHING_TO_SEND", "nothing to send to Stripe for this payment"
+
+
+class CheckoutInProgress(Conflict):
+    """Another click's Checkout request is still with Stripe: the same request again shortly gets it."""
+
+    code, message = "CHECKOUT_IN_PROGRESS", "your checkout is being opened, try again in a moment"
+    headers: ClassVar[dict[str, str]] = {"Retry-After": "2"}
 
 
 class CheckoutPaidForOtherIntake(Conflict):
@@ -266,6 +303,10 @@ class InvalidParams(InvalidRequest):
     code, message = "INVALID_PARAMS", "invalid parameters"
 
 
+class InvalidRefund(InvalidRequest):
+    code, message = "INVALID_REFUND", "not a Stripe refund"
+
+
 class CheckoutInvalid(InvalidRequest):
     code, message = "CHECKOUT_INVALID", "this checkout cannot be fulfilled"
 
@@ -276,6 +317,12 @@ class StripeRefused(ApiError):
     """Stripe answered 4xx to a request of ours: retrying the same request will not help."""
 
     status, code, message = 502, "STRIPE_REFUSED", "Stripe refused the request"
+
+
+class StripeBusy(ApiError):
+    """Stripe is still working on a request with this idempotency key (409 idempotency_key_in_use)."""
+
+    status, code, message = 503, "STRIPE_BUSY", "Stripe is still processing this request, try again"
 
 
 class BackendUnavailable(ApiError):
@@ -305,7 +352,11 @@ SQL_ERRORS: dict[str, type[ApiError]] = {
         # the session lifecycle and the Stripe outbox
         NotAMechanic, MechanicInactive, NotEligible, NotAssignedMechanic, SessionNotFound, AssignmentNotFound,
         OutboxRequestNotFound, AssignmentTaken, AssignmentClosed, InvalidTransition, SessionNotCancellable,
-        OutboxRequestFinished, InvalidArgument, InvalidKind, InvalidOutcome,
+        InvalidArgument, InvalidKind, InvalidOutcome,
+        # payments
+        PaymentNotFound, PaymentProcessing, PaymentInUse, NothingToSend, InvalidRefund,
+        # timeouts, the waiver, decline
+        WaiverNotSigned, AssignmentAlreadyDeclined, NotPreferredMechanic,
     )
 }
 

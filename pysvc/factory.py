@@ -15,7 +15,7 @@ from postgrest import AsyncPostgrestClient
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pysvc.enums import CHECKOUT_ID, PLAN_CODE, PaymentMethod, RoutingType, SessionStatus, SessionType
-from pysvc.errors import InvalidParams
+from pysvc.errors import InvalidParams, SessionConflict
 from pysvc.metrics import Metrics
 from pysvc.postgrest import Rpc, connect
 
@@ -44,7 +44,8 @@ class CreateSessionParams(BaseModel):
     preferred_mechanic_id: UUID | None = None
     routing_type: RoutingType = RoutingType.broadcast
     intake: dict[str, Any] | None = None  # the intake's fields: it is written in the same transaction
-    payment_intent: str | None = Field(default=None, max_length=255)  # charges are matched to sessions by it
+    payment_intent: str | None = Field(default=None, max_length=255)  # charges are matched to payments by it
+    payment_id: UUID | None = None  # the Checkout's metadata.payment_id: finds the payment if its id was not recorded
 
     @classmethod
     def parse(cls, data: dict[str, Any]) -> CreateSessionParams:
@@ -58,12 +59,27 @@ class CreateSessionParams(BaseModel):
 
 
 class CreateSessionResult(BaseModel):
+    """A session (new or the one a retry already made); for a paid checkout that could not become
+    one, no session and `refunded`: its full refund was requested in the same transaction."""
+
     model_config = ConfigDict(frozen=True)
 
-    session_id: UUID
-    session_type: SessionType
-    status: SessionStatus
+    session_id: UUID | None = None
+    session_type: SessionType | None = None
+    status: SessionStatus | None = None
     created: bool
+    refunded: bool = False
+    payment_id: UUID | None = None
+    payment_status: str | None = None
+    reason: str | None = None  # why a paid checkout was refunded (the refusal's code)
+    details: dict[str, Any] | None = None
+    refund: dict[str, Any] | None = None  # the refund request: outbox_id, amount, idempotency_key
+
+    def require_session(self) -> UUID:
+        """The session, for the paths that always make one (free, credits) or raise."""
+        if self.session_id is None:
+            raise SessionConflict(f"no session was made ({self.reason or self.payment_status})")
+        return self.session_id
 
 
 class SessionFactory:

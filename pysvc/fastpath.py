@@ -13,11 +13,10 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
-from starlette.responses import JSONResponse
 from starlette.types import Message, Receive, Scope, Send
 
 from pysvc.errors import ApiError, Unauthenticated
-from pysvc.responses import invalid_request, render
+from pysvc.responses import internal_error, invalid_request, render
 from pysvc.schemas import IntakeStart
 
 if TYPE_CHECKING:
@@ -64,7 +63,7 @@ class IntakeFastPath:
             return
         except Exception as exc:  # the framework's last-resort handler is not in front of this route
             log.error("unhandled error", exc_info=exc)
-            await JSONResponse({"error": "internal error", "code": "INTERNAL"}, status_code=500)(scope, receive, send)
+            await internal_error()(scope, receive, send)
             return
         payload = started.model_dump_json(exclude_none=True).encode()
         await send({"type": "http.response.start", "status": 200,

@@ -1,5 +1,7 @@
-"""Paid checkouts become sessions: the one idempotent fulfilment both the webhook and the landing
-page run. A checkout that was paid but can never be honoured is refunded."""
+"""Paid checkouts become sessions: the one idempotent fulfilment the webhook, the landing page and
+`pysvc stripe reconcile` run. The database decides with the payment's own record (public.payments):
+a paid payment becomes exactly one session, or its full refund is requested in the same transaction;
+a payment already refunded never becomes a session, whatever Stripe's Checkout still says."""
 
 from __future__ import annotations
 
@@ -8,14 +10,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pysvc.enums import InboxStatus, PaymentMethod
-from pysvc.errors import ActiveSessionExists, ApiError, IntakeAlreadyUsed, InvalidRequest
+from pysvc.errors import ApiError
 from pysvc.factory import CreateSessionParams, CreateSessionResult, SessionFactory
 from pysvc.outbox import Outbox
+from pysvc.postgrest import Rpc
 
 log = logging.getLogger(__name__)
-
-# Refusals that mean "paid, but this can never be honoured": the money goes back.
-REFUND_ON: tuple[type[ApiError], ...] = (ActiveSessionExists, IntakeAlreadyUsed)
 
 
 @dataclass(frozen=True)
@@ -31,63 +31,68 @@ PENDING = "pending"
 
 
 class Fulfilment:
-    def __init__(self, factory: SessionFactory, outbox: Outbox) -> None:
+    def __init__(self, factory: SessionFactory, outbox: Outbox, rpc: Rpc) -> None:
         self.factory = factory
         self.outbox = outbox
+        self.rpc = rpc
 
     async def fulfil(self, checkout: dict[str, Any]) -> Outcome:
-        """Create the session a paid checkout bought; refund what cannot be honoured."""
+        """Create the session a paid checkout bought, or refund it; record an unpaid one's state."""
+        metadata = checkout.get("metadata") if isinstance(checkout.get("metadata"), dict) else {}
+        assert isinstance(metadata, dict)
         if checkout.get("payment_status") not in ("paid", "no_payment_required"):
+            if checkout.get("status") == "complete":  # an async method: the bank has not cleared it yet
+                await self.record_status(checkout, "processing")
             return Outcome(PENDING, detail={"reason": "payment not settled yet"})
-        metadata = checkout.get("metadata") or {}
-        if not isinstance(metadata, dict):
-            metadata = {}
         try:
             params = CreateSessionParams.parse({
                 "customer_id": metadata.get("customer_id"),
                 "intake_id": metadata.get("intake_id"),
                 "plan": metadata.get("plan"),
-                "type": metadata.get("session_type") or None,
                 "payment_method": PaymentMethod.stripe,
                 "stripe_session_id": checkout.get("id"),
                 "amount_paid": checkout.get("amount_total"),
                 "currency": checkout.get("currency"),
-                "customer_email": _email(checkout),
-                "urgent": metadata.get("urgent") == "true",
-                "is_specialist": metadata.get("is_specialist") == "true",
-                "preferred_mechanic_id": metadata.get("preferred_mechanic_id") or None,
-                "routing_type": metadata.get("routing_type") or "broadcast",
                 "payment_intent": _text(checkout.get("payment_intent")),
+                "payment_id": metadata.get("payment_id") or None,
             })
-            if checkout.get("client_reference_id") not in (None, str(params.customer_id)):
-                raise InvalidRequest("client_reference_id does not match metadata")
             result = await self.factory.create_session_record(params)
-        except REFUND_ON as exc:
-            return await self._refund(checkout, exc)
         except ApiError as exc:
             if exc.http_status >= 500:
                 raise
             log.warning("checkout %s cannot be fulfilled: %s %s", checkout.get("id"), exc.code, exc)
             return Outcome(InboxStatus.failed, detail={"reason": exc.code, "message": exc.detail})
-        return Outcome(InboxStatus.processed, result=result)
+        if result.session_id is not None:
+            return Outcome(InboxStatus.processed, result=result)
+        return await self._refunded(checkout, result)
 
-    async def _refund(self, checkout: dict[str, Any], refusal: ApiError) -> Outcome:
-        """The refund goes through the outbox: claimed once per checkout in the database, then sent."""
-        detail: dict[str, Any] = {"reason": refusal.code}
-        if isinstance(refusal, ActiveSessionExists):
-            detail["activeSessionId"] = refusal.session_id
-        request = await self.outbox.enqueue(
-            "refund", str(checkout["id"]), reason=refusal.code, payment_intent=_text(checkout.get("payment_intent")),
-        )
-        await self.outbox.run_once()  # send it now; a failure here stays queued for the worker
-        log.info("checkout %s refund requested (%s): outbox %s", checkout.get("id"), refusal.code, request["id"])
-        return Outcome(InboxStatus.refunded, detail={**detail, "refund_request": request["id"]})
+    async def record_status(self, checkout: dict[str, Any], status: str) -> dict[str, Any]:
+        """An unpaid Checkout's news (processing, expired, payment_failed) for its payment."""
+        metadata = checkout.get("metadata") if isinstance(checkout.get("metadata"), dict) else {}
+        assert isinstance(metadata, dict)
+        payment_id = metadata.get("payment_id")
+        result: dict[str, Any] = await self.rpc.call("record_checkout_status", {
+            "checkout_session_id": checkout.get("id"), "status": status,
+            "payment_id": payment_id if isinstance(payment_id, str) and len(payment_id) == 36 else None,
+        })
+        return result
+
+    async def _refunded(self, checkout: dict[str, Any], result: CreateSessionResult) -> Outcome:
+        """No session: the money goes (or went) back. A refund decided just now is sent at once, alone."""
+        detail: dict[str, Any] = {"reason": result.reason or result.payment_status,
+                                  "payment_status": result.payment_status}
+        if result.details and result.details.get("activeSessionId"):
+            detail["activeSessionId"] = result.details["activeSessionId"]
+        if result.refund and isinstance(result.refund.get("outbox_id"), int):
+            detail["refund_request"] = result.refund["outbox_id"]
+            try:
+                await self.outbox.send_one(result.refund["outbox_id"])
+            except ApiError as exc:  # decided and stored: the worker sends it later
+                log.warning("refund request %s not sent now: %s", result.refund["outbox_id"], exc)
+            log.info("checkout %s refund requested (%s): outbox %s", checkout.get("id"), result.reason,
+                     result.refund["outbox_id"])
+        return Outcome(InboxStatus.refunded, detail=detail)
 
 
 def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
-
-
-def _email(checkout: dict[str, Any]) -> Any:
-    details = checkout.get("customer_details")
-    return details.get("email") if isinstance(details, dict) else None

@@ -4,15 +4,14 @@ transaction by the factory); a paid plan's intake is stored, then the waiver lea
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from uuid import UUID
 
 from pysvc import pages
 from pysvc.enums import PaymentMethod
-from pysvc.errors import ActiveSessionExists, IntakeAlreadyUsed, IntakeNotFound, UnknownPlan
+from pysvc.errors import CheckoutInProgress, IntakeNotFound, StripeBusy, UnknownPlan
 from pysvc.factory import CreateSessionParams, SessionFactory
 from pysvc.schemas import IntakeStart, IntakeStarted, WaiverSigned
-from pysvc.store import Plan, Store
+from pysvc.store import Intake, Plan, Store
 from pysvc.stripe_api import StripeApi
 
 
@@ -34,7 +33,7 @@ class Intakes:
         if not plan.is_free and body.payment_method == "credits":
             result = await self.factory.create_session_record(self._params(customer_id, intake_id, body,
                                                                            PaymentMethod.credits))
-            return IntakeStarted(redirect=pages.waiting_room(result.session_id), intake_id=intake_id,
+            return IntakeStarted(redirect=pages.waiting_room(result.require_session()), intake_id=intake_id,
                                  session_id=result.session_id)
         if not plan.is_free:
             await self.store.submit_intake(customer_id, intake_id, {
@@ -71,17 +70,24 @@ class Intakes:
                 return WaiverSigned(waiting_room_url=pages.intake_waiting_room(intake.id))
             return WaiverSigned(waiting_room_url=pages.waiting_room(session.id), session_id=session.id)
         self.stripe.require_client()
-        active = await self.store.active_session(customer_id)
-        if active is not None:
-            raise ActiveSessionExists.naming(active.id, active.type, active.status)
-        if await self.store.session_for_intake(intake.id) is not None:
-            raise IntakeAlreadyUsed()
         intake = await self.store.sign_waiver(intake)
-        earlier = await self.store.checkouts_of(intake.id)
-        usable = next((c for c in earlier if c.usable()), None)
-        if usable is not None and usable.url is not None:
-            return WaiverSigned(checkout_url=usable.url)
-        opened = await self.stripe.create_checkout(intake, plan, attempt=len(earlier))
-        await self.store.record_checkout(intake, opened.id, opened.url,
-                                         datetime.fromtimestamp(opened.expires_at, UTC))
-        return WaiverSigned(checkout_url=opened.url)
+        return WaiverSigned(checkout_url=await self._checkout_url(customer_id, intake))
+
+    async def _checkout_url(self, customer_id: UUID, intake: Intake) -> str:
+        """The intake's Checkout: SQL decides (refusals, reuse, the price and the exact request, stored
+        first); this sends the stored request and records Stripe's answer. Two clicks, a retry after a
+        lost answer or another instance all send the identical request, so Stripe opens one Checkout."""
+        success_url, cancel_url = self.stripe.checkout_urls(intake.plan, intake.id)
+        for _ in range(2):  # a second pass only when the payment was abandoned while Stripe answered
+            payment = await self.store.open_checkout(customer_id, intake.id, success_url, cancel_url,
+                                                     self.stripe.checkout_expiry_seconds)
+            if payment.status == "open" and payment.checkout_url:
+                return payment.checkout_url
+            try:
+                opened = await self.stripe.create_checkout(payment.request, payment.idempotency_key)
+            except StripeBusy as exc:
+                raise CheckoutInProgress() from exc
+            recorded = await self.store.record_checkout_opened(payment.id, opened.id, opened.url, opened.expires_at)
+            if recorded.status not in ("expired", "payment_failed") and recorded.checkout_url:
+                return recorded.checkout_url
+        raise CheckoutInProgress()

@@ -1,50 +1,44 @@
-"""The RPC client for a session's life after creation: accept, start, complete, release, cancel,
-the mechanic's queue and the expiry sweep. Each is one SQL function, one transaction, under the
-customer's lock (sql/migrations/*_session_lifecycle.sql); this module only types the calls."""
+"""The RPC client for a session's life after creation: accept, decline, start, complete, release,
+cancel, the mechanic's queue, the sweep and the limits it obeys. Each is one SQL function, one
+transaction, under the customer's lock (sql/functions/lifecycle/); this module only types the calls."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
 from uuid import UUID
 
 from pydantic import BaseModel, TypeAdapter
 
-from pysvc.enums import SessionStatus, SessionType
 from pysvc.postgrest import Rpc
+from pysvc.schemas import QueuedSession, SessionState
+
+QUEUE = TypeAdapter(list[QueuedSession])
 
 
-class SessionState(BaseModel):
-    """What every transition answers: the session as it now is, and whether this call changed it."""
+class SessionLimits(BaseModel):
+    """public.session_limits: the one row every sweep reads (pg_cron's, `pysvc serve`'s, the CLI's)."""
 
-    session_id: UUID
-    status: SessionStatus
-    session_type: SessionType
-    plan: str
-    customer_id: UUID
-    mechanic_id: UUID | None = None
-    assignment_id: UUID | None = None
-    assignment_status: str | None = None
-    refund: dict[str, Any] | None = None
-    changed: bool
+    pending_expiry_minutes: int
+    urgent_pending_expiry_minutes: int
+    no_show_minutes: int
+    live_grace_minutes: int
+    updated_at: datetime
 
 
-class QueueItem(BaseModel):
-    assignment_id: UUID
-    session_id: UUID
-    session_type: SessionType
-    plan: str
-    urgent: bool
-    offered_at: datetime
-    routing_type: str
-    preferred: bool
+LIMIT_NAMES = tuple(name for name in SessionLimits.model_fields if name != "updated_at")
 
 
-QUEUE = TypeAdapter(list[QueueItem])
+class SweepResult(BaseModel):
+    """What one sweep did: pending sessions expired, no-shows re-queued, live sessions timed out."""
 
-
-def _interval(delta: timedelta) -> str:
-    return f"{int(delta.total_seconds())} seconds"
+    expired: int
+    session_ids: list[UUID]
+    no_shows: int
+    no_show_session_ids: list[UUID]
+    timed_out: int
+    timed_out_session_ids: list[UUID]
+    skipped: int
+    limits: SessionLimits
 
 
 class Lifecycle:
@@ -53,10 +47,13 @@ class Lifecycle:
 
     async def _state(self, function: str, **args: object) -> SessionState:
         data = await self.rpc.call(function, {k: str(v) if isinstance(v, UUID) else v for k, v in args.items()})
-        return SessionState.model_validate(data)
+        return SessionState.model_validate({**data, "type": data["session_type"]})
 
     async def accept(self, assignment_id: UUID, mechanic_id: UUID) -> SessionState:
         return await self._state("accept_assignment", assignment_id=assignment_id, mechanic_id=mechanic_id)
+
+    async def decline(self, assignment_id: UUID, mechanic_id: UUID) -> SessionState:
+        return await self._state("decline_assignment", assignment_id=assignment_id, mechanic_id=mechanic_id)
 
     async def start(self, session_id: UUID, mechanic_id: UUID) -> SessionState:
         return await self._state("start_session", session_id=session_id, mechanic_id=mechanic_id)
@@ -70,12 +67,16 @@ class Lifecycle:
     async def cancel(self, session_id: UUID, customer_id: UUID, reason: str | None = None) -> SessionState:
         return await self._state("cancel_session", session_id=session_id, customer_id=customer_id, reason=reason)
 
-    async def queue(self, mechanic_id: UUID) -> list[QueueItem]:
-        return QUEUE.validate_python(await self.rpc.call("mechanic_queue_for", {"mechanic_id": str(mechanic_id)}))
+    async def queue(self, mechanic_id: UUID) -> list[QueuedSession]:
+        rows = await self.rpc.call("mechanic_queue_for", {"mechanic_id": str(mechanic_id)})
+        return QUEUE.validate_python([{**row, "type": row["session_type"]} for row in rows])
 
-    async def expire(self, older_than: timedelta, urgent_older_than: timedelta) -> dict[str, Any]:
-        """The sweep: pending sessions nobody accepted in time become `expired`, refunds queued."""
-        result: dict[str, Any] = await self.rpc.call("expire_sessions", {
-            "older_than": _interval(older_than), "urgent_older_than": _interval(urgent_older_than),
-        })
-        return result
+    async def sweep(self) -> SweepResult:
+        """The sweep, for every limit in public.session_limits (the same call pg_cron makes)."""
+        return SweepResult.model_validate(await self.rpc.call("expire_sessions", {}))
+
+    async def limits(self) -> SessionLimits:
+        return SessionLimits.model_validate(await self.rpc.call("get_session_limits", {}))
+
+    async def set_limits(self, **minutes: int) -> SessionLimits:
+        return SessionLimits.model_validate(await self.rpc.call("set_session_limits", minutes))

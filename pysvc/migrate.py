@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -101,6 +102,34 @@ def _only_comments(statement: str) -> bool:
     stripped = re.sub(r"--[^\n]*", "", statement)
     stripped = re.sub(r"/\*.*?\*/", "", stripped, flags=re.S)
     return stripped.strip(" \t\r\n;") == ""
+
+
+_FUNCTION_STATEMENT = re.compile(
+    r"(?P<kind>create\s+(?:or\s+replace\s+)?function|comment\s+on\s+function)"
+    r"\s+(?P<name>[a-z_][a-z_0-9]*\.[a-z_][a-z_0-9]*)\s*\(",
+    re.I,
+)
+_LEADING_COMMENTS = re.compile(r"\A(?:\s*--[^\n]*(?:\n|\Z))*\s*")
+
+
+@dataclass(frozen=True)
+class FunctionStatement:
+    """A `create function` or `comment on function` statement: its text without leading comments."""
+
+    name: str
+    kind: Literal["create", "comment"]
+    text: str
+
+
+def function_statements(sql: str) -> list[FunctionStatement]:
+    """The script's statements that create or comment on a function, in order."""
+    found = []
+    for statement in split_statements(sql):
+        text = _LEADING_COMMENTS.sub("", statement, count=1)
+        if match := _FUNCTION_STATEMENT.match(text):
+            kind: Literal["create", "comment"] = "create" if match["kind"].lower().startswith("create") else "comment"
+            found.append(FunctionStatement(match["name"].lower(), kind, text))
+    return found
 
 
 def applied_versions(conn: psycopg.Connection[tuple[object, ...]]) -> set[str]:
@@ -216,10 +245,16 @@ def has_supabase_roles(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
     return bool(row and row[0])
 
 
-def bootstrap(database_url: str) -> bool:
-    """Give a bare PostgreSQL what Supabase provides; return False where it already had it."""
+def bootstrap(database_url: str, *, refresh: bool = False) -> bool:
+    """Give a bare PostgreSQL what Supabase provides; return False where it already had it.
+
+    `refresh` re-applies the (idempotent) script where the roles exist, so a local database
+    bootstrapped by an older release gets what was added since (the roles' search_path). Never
+    on a real Supabase database: there, Supabase's own setup is the truth.
+    """
     with connect(database_url) as conn:
-        if has_supabase_roles(conn):
+        present = has_supabase_roles(conn)
+        if present and not refresh:
             return False
         with conn.transaction():
             for statement in split_statements(COMPAT_SQL.read_text()):
@@ -231,4 +266,4 @@ def bootstrap(database_url: str) -> bool:
                         f"the Supabase-compat bootstrap failed, nothing applied: {message}"
                         " (it needs a superuser, e.g. postgres, in the database URL)",
                     ) from exc
-    return True
+    return not present

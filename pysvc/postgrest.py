@@ -31,8 +31,10 @@ T = TypeVar("T")
 # than inside the HTTP client's pool (docs/benchmarks.md).
 MAX_IN_FLIGHT = 10
 
-# PostgREST / PostgreSQL error classes that mean "try again later", not "you sent something wrong".
-_TRANSIENT = ("PGRST000", "PGRST001", "PGRST002", "PGRST003", "08", "40", "53", "57", "58", "XX")
+# PostgREST codes and PostgreSQL error classes (the first two characters of a five-character
+# SQLSTATE) that mean "try again later", not "you sent something wrong".
+_TRANSIENT_PGRST = ("PGRST000", "PGRST001", "PGRST002", "PGRST003")
+_TRANSIENT_SQLSTATE_CLASSES = ("08", "40", "53", "57", "58", "XX")
 
 
 def service_headers(service_role_key: str) -> dict[str, str]:
@@ -93,23 +95,26 @@ def connect(rest_url: str, service_role_key: str, *, timeout: float = 10.0) -> P
 
 def is_transient(code: object) -> bool:
     """A PostgREST error code that means "try again later". postgrest-py reports a body that is not
-    PostgREST's (a proxy's 502 page) by its HTTP status instead, as a string or an int."""
+    PostgREST's (a proxy's 502 page, a gateway's 401) by its HTTP status instead, as a string or an
+    int: three digits, transient only when 5xx, and never read as a SQLSTATE class ("401" is not 40)."""
     text = str(code or "")
-    return text.startswith(_TRANSIENT) or (text.isdigit() and int(text) >= 500)
+    if len(text) == 3 and text.isdigit():
+        return int(text) >= 500
+    return text in _TRANSIENT_PGRST or (len(text) == 5 and text.startswith(_TRANSIENT_SQLSTATE_CLASSES))
 
 
 def error_for(status: int, body: dict[str, Any]) -> ApiError:
     """The error for a PostgREST answer with this status and JSON body."""
-    code = str(body.get("code") or status)
+    code = str(body.get("code") or "")
     message = body.get("message") if isinstance(body.get("message"), str) else None
     if status >= 500 or is_transient(code):
-        return BackendUnavailable(f"PostgREST: {message or code}")
+        return BackendUnavailable(f"PostgREST {status}: {message or code or 'no error body'}")
     if code.isupper() and code.replace("_", "").isalpha():  # ours: raised by private.raise_api_error
         return from_sql(code, message, status, _details(body.get("details")))
     if status == 409:  # a unique or foreign key the database enforced: the state, not our setup
         return Conflict(message)
     # 401/403/404 from PostgREST itself (bad key, missing grant, unknown function): ours to fix.
-    return Misconfigured(f"PostgREST {status} {code}: {message}")
+    return Misconfigured(f"PostgREST {status} {code or '(no code)'}: {message}")
 
 
 def _details(details: object) -> dict[str, Any]:

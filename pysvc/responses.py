@@ -9,19 +9,34 @@ from typing import Any
 from fastapi.responses import JSONResponse
 
 from pysvc.errors import ApiError
+from pysvc.logs import request_id
+from pysvc.schemas import INVALID_INTAKE
 
 log = logging.getLogger("pysvc")
 
 
 def render(error: ApiError) -> JSONResponse:
-    if error.http_status >= 500:
-        log.warning("%s: %s", error.code, error.detail)
-    return JSONResponse(error.body(), status_code=error.http_status, headers=error.headers or None)
+    """The error's body; a 5xx says only what kind of failure it was and the request id to quote (what
+    went wrong inside, e.g. PostgREST's answer, goes to the log line with the same request id)."""
+    if error.http_status < 500:
+        return JSONResponse(error.body(), status_code=error.http_status, headers=error.headers or None)
+    log.warning("%s: %s", error.code, error.detail,
+                extra={"fields": {"http_status": error.http_status, "details": error.extra}})
+    body = {"error": type(error).message, "code": error.body()["code"], "requestId": request_id.get()}
+    return JSONResponse(body, status_code=error.http_status, headers=error.headers or None)
 
 
 def invalid_request(errors: Sequence[Any]) -> JSONResponse:
-    """422 INVALID_REQUEST naming the first problem (`field: message`) of a pydantic validation."""
-    first = errors[0] if errors else {}
+    """422 naming the first problem (`field: message`) of a pydantic validation: INVALID_INTAKE when an
+    intake field holds what PostgreSQL cannot store, INVALID_REQUEST otherwise."""
+    first = next((e for e in errors if e.get("type") == INVALID_INTAKE), errors[0] if errors else {})
     where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
     message = f"{where}: {first.get('msg', 'invalid request')}".strip(": ")
-    return JSONResponse({"error": message, "code": "INVALID_REQUEST"}, status_code=422)
+    code = INVALID_INTAKE if first.get("type") == INVALID_INTAKE else "INVALID_REQUEST"
+    return JSONResponse({"error": message, "code": code}, status_code=422)
+
+
+def internal_error() -> JSONResponse:
+    """500 for an exception nothing handled (logged by the caller with its traceback)."""
+    return JSONResponse({"error": "internal error", "code": "INTERNAL", "requestId": request_id.get()},
+                        status_code=500)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
 from pysvc.enums import PLAN_CODE, InboxStatus, RoutingType, SessionStatus, SessionType
 from pysvc.errors import ApiError
@@ -30,6 +32,9 @@ class ErrorBody(BaseModel):
 
 # --- intake ----------------------------------------------------------------------------------
 
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+INVALID_INTAKE = "INVALID_INTAKE"  # the validation error type, and the code it is answered with
+
 class IntakeStart(BaseModel):
     """Body of POST /api/intake/start. The customer comes from the token, never from here."""
 
@@ -51,6 +56,15 @@ class IntakeStart(BaseModel):
     payment_method: Literal["stripe", "credits"] = Field(
         default="stripe", description="Paid plans: Stripe Checkout, or the plan's credit cost taken at once.",
     )
+
+    @field_validator("plan", "concern", "vehicle_make", "vehicle_model", "vehicle_vin", mode="before")
+    @classmethod
+    def _storable(cls, value: object) -> object:
+        """PostgreSQL stores neither NUL nor half a surrogate pair in text or jsonb: refused here, before
+        anything is written, as the intake's own error (api.on_invalid answers INVALID_INTAKE)."""
+        if isinstance(value, str) and UNSTORABLE.search(value):
+            raise PydanticCustomError(INVALID_INTAKE, "NUL characters and unpaired surrogates are not allowed")
+        return value
 
     def details(self) -> dict[str, object]:
         """The intake's descriptive fields, as the SQL functions take them."""
@@ -79,6 +93,16 @@ class TimelineEntry(Body):
     user_id: UUID | None = None
 
 
+class PaymentSummary(Body):
+    """Where a paid session's money is: consumed (it paid for this session), refund_requested,
+    refunded or refund_failed (support is on it)."""
+
+    status: str
+    amount: int
+    currency: str
+    amount_refunded: int
+
+
 class SessionDetail(Body):
     """A participant's view of one session."""
 
@@ -89,6 +113,11 @@ class SessionDetail(Body):
     intake_id: UUID
     mechanic_id: UUID | None = None
     created_at: datetime
+    payment: PaymentSummary | None = None
+    started_at: datetime | None = None
+    waiver_signed: bool = Field(description="The customer signed the waiver: a mechanic may start the session.")
+    urgent: bool
+    routing_type: RoutingType
     timeline: list[TimelineEntry]
 
 
@@ -157,8 +186,19 @@ class CheckoutPending(Body):
 
 # --- health ----------------------------------------------------------------------------------
 
+class BackgroundJob(Body):
+    last_success_at: datetime | None = Field(description="When this step last succeeded in this process.")
+    every_seconds: float
+    stalled: bool = Field(description="No success for 3 of its intervals.")
+
+
 class Health(Body):
-    status: Literal["ok"] = "ok"
+    """200 whenever PostgREST and the database answer; `degraded` when a background step stalls, so that
+    a Stripe outage never takes every instance out of a load balancer (docs/operations.md)."""
+
+    status: Literal["ok", "degraded"] = "ok"
+    background: dict[str, BackgroundJob] | None = Field(
+        default=None, description="This process's background steps (absent when it runs none).")
 
 
 def error_responses(*errors: type[ApiError]) -> dict[int | str, dict[str, Any]]:

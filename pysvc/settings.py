@@ -13,6 +13,10 @@ from pysvc.errors import ConfigError
 PLACEHOLDER = re.compile(r"<[^<>]*>")
 URL_SETTINGS = ("supabase_url", "supabase_rest_url", "supabase_jwks_url", "stripe_api_base", "public_base_url",
                 "app_base_url")
+# Settings that moved into the database (public.session_limits), with the limit each became.
+RETIRED = {"session_expiry_minutes": "pending_expiry_minutes",
+           "urgent_session_expiry_minutes": "urgent_pending_expiry_minutes",
+           "session_no_show_minutes": "no_show_minutes", "session_live_grace_minutes": "live_grace_minutes"}
 STRIPE_KEYS = {"stripe_secret_key": ("sk_", "rk_"), "stripe_webhook_secret": ("whsec_",)}
 
 
@@ -32,16 +36,14 @@ class Settings(BaseSettings):
     # which serves minimal pages so that `pysvc dev` works end to end.
     app_base_url: str | None = None
     # Stripe Checkout Sessions close after this many minutes (Stripe's minimum is 30).
-    checkout_expiry_minutes: int = Field(default=30, ge=30, le=24 * 60)
+    checkout_expiry_minutes: int = Field(default=30, ge=30, le=23 * 60)
     # `pysvc serve` also reconciles completed checkouts of the last N hours every background pass
     # when this is set (off by default: the webhook and the landing page fulfil; reconcile is a net).
     reconcile_hours: int | None = Field(default=None, ge=1, le=24 * 30)
     log_level: str = "INFO"
-    # A pending session nobody accepted within this many minutes expires (urgent ones sooner).
-    session_expiry_minutes: int = Field(default=30, ge=1)
-    urgent_session_expiry_minutes: int = Field(default=10, ge=1)
-    # How often `pysvc serve` sweeps expired sessions and sends the Stripe outbox; 0 turns both off
-    # (then run `pysvc sessions expire` / `pysvc outbox run` from cron, or pg_cron on Supabase).
+    # How often `pysvc serve` sweeps sessions (expiry, no-show, live time limit) and sends the Stripe
+    # outbox; 0 turns both off (then run `pysvc sessions expire` / `pysvc outbox run` from cron, or
+    # pg_cron on Supabase). The limits themselves live in the database: `pysvc sessions limits`.
     background_interval_seconds: float = Field(default=15.0, ge=0)
     # Request bodies over this many bytes are refused with 413 before they are parsed.
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
@@ -50,6 +52,12 @@ class Settings(BaseSettings):
     token_cache_size: int = Field(default=10_000, ge=0)
     # GET /metrics (Prometheus) wants `Authorization: Bearer <this>` when set; unset, it is open to all.
     metrics_token: SecretStr | None = None
+    # Retired: the session limits live in one row of the database, which pg_cron reads too. Refused
+    # when set, so that nobody believes they still apply.
+    session_expiry_minutes: str | None = Field(default=None, exclude=True, repr=False)
+    urgent_session_expiry_minutes: str | None = Field(default=None, exclude=True, repr=False)
+    session_no_show_minutes: str | None = Field(default=None, exclude=True, repr=False)
+    session_live_grace_minutes: str | None = Field(default=None, exclude=True, repr=False)
 
     @model_validator(mode="before")
     @classmethod
@@ -65,6 +73,9 @@ class Settings(BaseSettings):
         problems += [f"{name.upper()}: does not look like a Stripe key ({prefixes[0]}…)"
                      for name, prefixes in STRIPE_KEYS.items()
                      if isinstance(values.get(name), str) and not values[name].startswith(prefixes)]
+        problems += [f"{name.upper()}: no longer read (the limit lives in the database, for pg_cron too): "
+                     f"unset it and run `pysvc sessions limits --set {limit}=MINUTES`"
+                     for name, limit in RETIRED.items() if values.get(name) is not None]
         if not values.get("supabase_service_role_key"):
             problems.append("SUPABASE_SERVICE_ROLE_KEY: required (the project's service_role key)")
         if not (values.get("supabase_url") or values.get("supabase_rest_url")):

@@ -3,8 +3,9 @@ Creating sessions is `pysvc.factory`'s alone; the Stripe inbox is `pysvc.webhook
 
 from __future__ import annotations
 
+import asyncio
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -12,24 +13,22 @@ import httpx
 from postgrest import AsyncPostgrestClient
 from pydantic import BaseModel
 
+from pysvc.db_types import PublicPlans
 from pysvc.enums import RoutingType, SessionStatus, SessionType
 from pysvc.errors import BackendUnavailable
 from pysvc.postgrest import Rpc, guard
-from pysvc.schemas import CreditEntry, Credits, SessionDetail, TimelineEntry
+from pysvc.schemas import CreditEntry, Credits, PaymentSummary, SessionDetail, TimelineEntry
 
 PLAN_CACHE_SECONDS = 30.0
 
 
-class Plan(BaseModel):
-    code: str
+class Plan(PublicPlans):
+    """A row of public.plans as generated from the schema (`make types`), its type as the enum."""
+
     session_type: SessionType
-    price_cents: int
-    currency: str
-    is_free: bool
-    credit_cost: int | None = None
-    active: bool
 
 
+# Partial reads: each field is a column of the generated row model (tests/test_db_types.py checks).
 class Intake(BaseModel):
     id: UUID
     customer_user_id: UUID
@@ -49,16 +48,16 @@ class SessionRow(BaseModel):
     intake_id: UUID
 
 
-class CheckoutRow(BaseModel):
-    id: str
-    status: str
-    url: str | None
-    expires_at: datetime | None
+class PaymentRow(BaseModel):
+    """A row of public.payments, as open_checkout and record_checkout_opened answer it."""
 
-    def usable(self) -> bool:
-        """Still open and not about to close under the customer."""
-        return self.status == "open" and self.url is not None and (
-            self.expires_at is None or self.expires_at > datetime.now(UTC) + timedelta(minutes=2))
+    id: UUID
+    status: str
+    checkout_session_id: str | None = None
+    checkout_url: str | None = None
+    session_id: UUID | None = None
+    idempotency_key: str
+    request: dict[str, Any]
 
 
 INTAKE_COLUMNS = "id,customer_user_id,plan,urgent,is_specialist,preferred_mechanic_id,routing_type,waiver_signed_at"
@@ -118,8 +117,9 @@ class Store:
     async def session_detail(self, session_id: UUID, user_id: UUID) -> SessionDetail | None:
         """One session with its participants and history, if `user_id` takes part in it."""
         rows = await self.rpc.select("sessions", {
-            "select": "id,type,status,plan,intake_id,created_at,session_participants(user_id,role),"
-                      "session_events(event_type,user_id,created_at)",
+            "select": "id,type,status,plan,intake_id,created_at,started_at,urgent,routing_type,"
+                      "intakes(waiver_signed_at),session_participants(user_id,role),"
+                      "session_events(event_type,user_id,created_at),payments(status,amount,currency,amount_refunded)",
             "id": f"eq.{session_id}",
         })
         if not rows:
@@ -129,42 +129,60 @@ class Store:
         if str(user_id) not in people:
             return None
         events = sorted(row["session_events"], key=lambda e: str(e["created_at"]))
+        payment = row.get("payments")
+        payment = (payment[0] if payment else None) if isinstance(payment, list) else payment
         return SessionDetail(
             session_id=row["id"], type=row["type"], status=row["status"], plan=row["plan"],
-            intake_id=row["intake_id"], created_at=row["created_at"],
+            intake_id=row["intake_id"], created_at=row["created_at"], started_at=row["started_at"],
+            waiver_signed=row["intakes"]["waiver_signed_at"] is not None, urgent=row["urgent"],
+            routing_type=row["routing_type"],
             mechanic_id=next((u for u, role in people.items() if role == "mechanic"), None),
+            payment=PaymentSummary.model_validate(payment) if payment else None,
             timeline=[TimelineEntry(event=e["event_type"], at=e["created_at"], user_id=e["user_id"]) for e in events],
         )
 
     async def credits(self, customer_id: UUID, recent: int = 20) -> Credits:
-        response = await guard(
-            self.client.from_("credit_entries").select("delta,reason,session_id,created_at")
-            .eq("customer_user_id", str(customer_id)).order("id", desc=True).execute()
+        """The balance from the credit_balances view (one row, summed by the database: a list of entries
+        would be capped at PostgREST's max-rows), and the most recent entries."""
+        balance, entries = await asyncio.gather(
+            guard(self.client.from_("credit_balances").select("balance")
+                  .eq("customer_user_id", str(customer_id)).execute()),
+            guard(self.client.from_("credit_entries").select("delta,reason,session_id,created_at")
+                  .eq("customer_user_id", str(customer_id)).order("id", desc=True).limit(recent).execute()),
         )
-        rows: list[Any] = response.data
+        balances: list[Any] = balance.data
+        rows: list[Any] = entries.data
         return Credits(
-            balance=sum(int(r["delta"]) for r in rows),
+            balance=int(balances[0]["balance"]) if balances else 0,
             entries=[CreditEntry(delta=r["delta"], reason=r["reason"], session_id=r["session_id"], at=r["created_at"])
-                     for r in rows[:recent]],
+                     for r in rows],
         )
 
-    async def checkouts_of(self, intake_id: UUID) -> list[CheckoutRow]:
+    async def open_checkout(self, customer_id: UUID, intake_id: UUID, success_url: str, cancel_url: str,
+                            expires_in_seconds: int) -> PaymentRow:
+        """The intake's payment with its stored Checkout request (public.open_checkout decides)."""
+        row = await self.rpc.call("open_checkout", {
+            "customer_id": str(customer_id), "intake_id": str(intake_id), "success_url": success_url,
+            "cancel_url": cancel_url, "expires_in": f"{expires_in_seconds} seconds",
+        })
+        return PaymentRow.model_validate(row)
+
+    async def record_checkout_opened(self, payment_id: UUID, checkout_id: str, url: str, expires_at: int,
+                                     ) -> PaymentRow:
+        """Stripe's answer to the payment's Checkout request (expires_at: epoch seconds)."""
+        row = await self.rpc.call("record_checkout_opened", {
+            "payment_id": str(payment_id), "checkout_session_id": checkout_id, "checkout_url": url,
+            "expires_at": datetime.fromtimestamp(expires_at, UTC).isoformat(),
+        })
+        return PaymentRow.model_validate(row)
+
+    async def payment_of_checkout(self, checkout_id: str) -> PaymentRow | None:
         response = await guard(
-            self.client.from_("checkouts").select("id,status,url,expires_at")
-            .eq("intake_id", str(intake_id)).order("created_at", desc=True).execute()
+            self.client.from_("payments")
+            .select("id,status,checkout_session_id,checkout_url,session_id,idempotency_key,request")
+            .eq("checkout_session_id", checkout_id).execute()
         )
-        return [CheckoutRow.model_validate(row) for row in response.data]
-
-    async def record_checkout(self, intake: Intake, checkout_id: str, url: str, expires_at: datetime) -> None:
-        row = {"id": checkout_id, "intake_id": str(intake.id), "customer_user_id": str(intake.customer_user_id),
-               "url": url, "expires_at": expires_at.isoformat()}
-        await guard(self.client.from_("checkouts").upsert(row, on_conflict="id", ignore_duplicates=True).execute())
-
-    async def close_checkout(self, checkout_id: str, status: str) -> None:
-        await guard(
-            self.client.from_("checkouts").update({"status": status, "updated_at": datetime.now(UTC).isoformat()})
-            .eq("id", checkout_id).execute()
-        )
+        return PaymentRow.model_validate(response.data[0]) if response.data else None
 
     async def ping(self, timeout: float = 1.0) -> None:
         """PostgREST and the database answer within `timeout` seconds (a health check must not hang)."""

@@ -4,17 +4,16 @@ idempotency keys so that a double click, a retry or a second worker never charge
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from uuid import UUID
 
 import stripe
 
 from pysvc import pages
-from pysvc.errors import BackendUnavailable, CheckoutNotFound, StripeNotConfigured, StripeRefused
+from pysvc.errors import BackendUnavailable, CheckoutNotFound, StripeBusy, StripeNotConfigured, StripeRefused
 from pysvc.settings import Settings
-from pysvc.store import Intake, Plan
 
 T = TypeVar("T")
 
@@ -22,6 +21,11 @@ T = TypeVar("T")
 # library to one major version, so an upgrade is a deliberate change). Set the same version on the
 # webhook endpoint in Stripe's dashboard; events of another version are still read, and flagged.
 API_VERSION = stripe.api_version
+STRIPE_TIMEOUT_SECONDS = 20.0
+STRIPE_RETRIES = 2
+# Longer than one call can take with the library's own retries and their back-off (at most 2 s
+# each), so a second worker never claims a request the first is still sending.
+REQUEST_LEASE_SECONDS = int(STRIPE_TIMEOUT_SECONDS * (STRIPE_RETRIES + 1) + 2 * STRIPE_RETRIES) * 2
 
 
 @dataclass(frozen=True)
@@ -44,8 +48,8 @@ class StripeApi:
             self.client = stripe.StripeClient(
                 settings.stripe_secret_key.get_secret_value(),
                 base_addresses={"api": settings.stripe_api_base} if settings.stripe_api_base else None,
-                http_client=stripe.HTTPXClient(),
-                max_network_retries=2,
+                http_client=stripe.HTTPXClient(timeout=STRIPE_TIMEOUT_SECONDS),
+                max_network_retries=STRIPE_RETRIES,
                 stripe_version=API_VERSION,
             )
 
@@ -59,34 +63,20 @@ class StripeApi:
             raise StripeNotConfigured("STRIPE_WEBHOOK_SECRET is not set: webhooks cannot be verified")
         return self.webhook_secret
 
-    async def create_checkout(self, intake: Intake, plan: Plan, attempt: int) -> OpenedCheckout:
-        """A Checkout Session for the intake's plan at the catalog's price, closing by itself after
-        the configured time. `attempt` counts the intake's earlier checkouts: a retry of the same
-        attempt gets the same checkout back, a new attempt (after expiry) a fresh one."""
-        expires_at = int(time.time()) + self.checkout_expiry_seconds
-        params: dict[str, Any] = {
-            "mode": "payment",
-            "client_reference_id": str(intake.customer_user_id),
-            "line_items": [{
-                "quantity": 1,
-                "price_data": {
-                    "currency": plan.currency,
-                    "unit_amount": plan.price_cents,
-                    "product_data": {"name": f"{plan.session_type.value.title()} consultation ({plan.code})"},
-                },
-            }],
-            "metadata": checkout_metadata(intake, plan),
-            "expires_at": expires_at,
-            "success_url": pages.checkout_success(self.public_base_url),
-            "cancel_url": self.app_url + pages.waiver(plan.code, intake.id),
-        }
+    def checkout_urls(self, plan: str, intake_id: UUID) -> tuple[str, str]:
+        """Where Stripe sends the customer after paying (our landing page) and after giving up (the waiver)."""
+        return pages.checkout_success(self.public_base_url), self.app_url + pages.waiver(plan, intake_id)
+
+    async def create_checkout(self, request: dict[str, Any], idempotency_key: str) -> OpenedCheckout:
+        """Send a payment's stored Checkout request, exactly as stored (public.open_checkout wrote it):
+        a retry, a second click or another instance sends the identical request with the same key."""
         checkout = await _call(
             self.require_client().v1.checkout.sessions.create_async(
-                params,  # type: ignore[arg-type]
-                {"idempotency_key": f"checkout-{intake.id}-{attempt}"},
+                request,  # type: ignore[arg-type]
+                {"idempotency_key": idempotency_key},
             )
         )
-        return OpenedCheckout(str(checkout.id), str(checkout.url), int(checkout.expires_at or expires_at))
+        return OpenedCheckout(str(checkout.id), str(checkout.url), int(checkout.expires_at))
 
     async def completed_checkouts(self, since: int) -> AsyncIterator[dict[str, Any]]:
         """Every complete Checkout Session created since `since` (epoch seconds), all pages."""
@@ -105,18 +95,18 @@ class StripeApi:
         assert checkout.last_response is not None
         return dict(json.loads(checkout.last_response.body))
 
-    async def refund(self, payment_intent: str, checkout_id: str, reason: str, *, idempotency_key: str) -> str:
+    async def refund(self, params: dict[str, Any], *, idempotency_key: str) -> dict[str, Any]:
+        """Send a stored refund request (public.stripe_outbox params) as stored; Stripe's refund object."""
         refund = await _call(
-            self.require_client().v1.refunds.create_async(
-                {
-                    "payment_intent": payment_intent,
-                    "reason": "requested_by_customer",
-                    "metadata": {"checkout_session_id": checkout_id, "reason": reason},
-                },
-                {"idempotency_key": idempotency_key},
-            )
+            self.require_client().v1.refunds.create_async(params, {"idempotency_key": idempotency_key})  # type: ignore[arg-type]
         )
-        return str(refund.id)
+        return refund.to_dict()
+
+    async def refunds_of(self, payment_intent: str) -> list[dict[str, Any]]:
+        """Every refund of a payment intent, all pages (a Charge lists none unless expanded)."""
+        page = await _call(self.require_client().v1.refunds.list_async(
+            {"payment_intent": payment_intent, "limit": 100}))
+        return [refund.to_dict() async for refund in page.auto_paging_iter()]
 
     async def expire_checkout(self, checkout_id: str, idempotency_key: str) -> str:
         """Close an open checkout so that it can no longer be paid."""
@@ -128,23 +118,18 @@ class StripeApi:
 async def _call(call: Awaitable[T]) -> T:
     try:
         return await call
+    except stripe.IdempotencyError as exc:
+        if exc.http_status == 409 or exc.code == "idempotency_key_in_use":  # the first request still runs
+            raise StripeBusy(f"Stripe is still processing this request: {exc.user_message or exc}") from exc
+        # One key, two different requests: a bug of ours (requests are stored before sending), never retried.
+        raise StripeRefused(f"Stripe refused the idempotency key: {exc.user_message or exc}") from exc
     except (stripe.APIConnectionError, stripe.RateLimitError) as exc:
         raise BackendUnavailable(f"Stripe unavailable: {exc.user_message or exc}") from exc
     except stripe.InvalidRequestError as exc:
+        if exc.http_status == 409 or exc.code == "idempotency_key_in_use":
+            raise StripeBusy(f"Stripe is still processing this request: {exc.user_message or exc}") from exc
         raise StripeRefused(f"Stripe refused the request: {exc.user_message or exc}") from exc
     except stripe.StripeError as exc:
+        if exc.http_status == 409:
+            raise StripeBusy(f"Stripe is still processing this request: {exc.user_message or exc}") from exc
         raise BackendUnavailable(f"Stripe error: {exc.user_message or exc}") from exc
-
-
-def checkout_metadata(intake: Intake, plan: Plan) -> dict[str, str]:
-    """What fulfilment needs back from Stripe. Stripe metadata values are strings."""
-    return {
-        "customer_id": str(intake.customer_user_id),
-        "intake_id": str(intake.id),
-        "plan": plan.code,
-        "session_type": plan.session_type.value,
-        "urgent": str(intake.urgent).lower(),
-        "is_specialist": str(intake.is_specialist).lower(),
-        "preferred_mechanic_id": str(intake.preferred_mechanic_id or ""),
-        "routing_type": intake.routing_type.value,
-    }

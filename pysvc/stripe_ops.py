@@ -40,11 +40,43 @@ async def reconcile(svc: Services, since: timedelta) -> list[Line]:
             lines.append(Line(checkout["id"], result, f"session {outcome.result.session_id}"))
         elif outcome.status == PENDING:
             lines.append(Line(checkout["id"], "pending", "payment not settled yet"))
+        elif outcome.detail.get("reason") == "PAYMENT_NOT_FOUND":
+            lines.append(Line(checkout["id"], "not ours", "this service did not open that Checkout"))
         elif outcome.status == InboxStatus.refunded:
             lines.append(Line(checkout["id"], "refunded", str(outcome.detail.get("reason", ""))))
         else:
             lines.append(Line(checkout["id"], "failed", str(outcome.detail.get("reason", "")), needs_a_person=True))
     return lines
+
+
+async def audit(svc: Services, since: timedelta) -> list[Line]:
+    """The money rule, checked from both sides: every Checkout Stripe lists as paid in the window has a
+    payment here that knows it took money, and every payment (public.payment_audit) ended as exactly one
+    session or one full refund. Each line is a violation, with what to do."""
+    start = datetime.now(UTC) - since
+    lines = []
+    async for checkout in svc.stripe.completed_checkouts(int(start.timestamp())):
+        if checkout.get("payment_status") != "paid":
+            continue
+        payment = await svc.store.payment_of_checkout(str(checkout["id"]))
+        if payment is None or payment.status in ("creating", "open", "processing", "expired", "payment_failed"):
+            known = "not recorded here" if payment is None else f"recorded as {payment.status}"
+            lines.append(Line(str(checkout["id"]), "paid at Stripe", f"{known}: run pysvc stripe reconcile",
+                              needs_a_person=True))
+    problems: list[dict[str, Any]] = await svc.rpc.call("payment_audit", {"since": start.isoformat()})
+    for problem in problems:
+        subject = problem.get("checkout_session_id") or problem.get("payment_id") or problem.get("session_id")
+        lines.append(Line(str(subject), str(problem.get("status") or "no payment"),
+                          f"{problem['problem']}: {problem['action']}", needs_a_person=True))
+    return lines
+
+
+async def refund(svc: Services, payment_id: str, reason: str | None) -> Line:
+    """An operator's full refund of a payment (a new request with its own key), sent at once."""
+    row: dict[str, Any] = await svc.rpc.call("refund_payment", {"payment_id": payment_id, "reason": reason})
+    outcome = await svc.outbox.send_one(int(row["id"])) if row.get("status") == "pending" else row.get("status")
+    return Line(payment_id, f"refund {outcome or 'queued'}", f"outbox {row['id']} ({row['idempotency_key']})",
+                needs_a_person=outcome == "failed")
 
 
 async def replay(svc: Services, event_ids: list[str], *, failed: bool = False,

@@ -18,12 +18,12 @@ from pysvc.fulfilment import PENDING, Fulfilment, Outcome
 from pysvc.metrics import Metrics
 from pysvc.postgrest import Rpc
 from pysvc.schemas import WebhookAck
-from pysvc.store import Store
-from pysvc.stripe_api import API_VERSION
+from pysvc.stripe_api import API_VERSION, StripeApi
 
 log = logging.getLogger(__name__)
 EVENT_ID = re.compile(r"evt_[A-Za-z0-9_]{1,250}")  # as stripe_events.id's CHECK
 CHECKOUT = re.compile(CHECKOUT_ID.strip("^$"))
+PAYMENT_INTENT = re.compile(r"pi_[A-Za-z0-9_]{1,250}")
 MAX_DEPTH = 64  # Stripe's events nest a few levels; PostgreSQL refuses very deep jsonb
 
 Handler = Callable[[dict[str, Any]], Awaitable[Outcome]]
@@ -81,10 +81,10 @@ def _check_storable(value: Any, level: int) -> None:
 
 
 class Webhook:
-    def __init__(self, rpc: Rpc, store: Store, fulfilment: Fulfilment, metrics: Metrics | None = None) -> None:
+    def __init__(self, rpc: Rpc, stripe: StripeApi, fulfilment: Fulfilment, metrics: Metrics | None = None) -> None:
         self.rpc = rpc
+        self.stripe = stripe
         self.metrics = metrics or rpc.metrics  # events by type and outcome
-        self.store = store
         self.fulfilment = fulfilment
         self.handlers: dict[str, Handler] = {
             "checkout.session.completed": self._fulfil,
@@ -92,6 +92,10 @@ class Webhook:
             "checkout.session.async_payment_failed": self._payment_failed,
             "checkout.session.expired": self._expired,
             "charge.refunded": self._charge_refunded,
+            "refund.created": self._refund,
+            "refund.updated": self._refund,
+            "refund.failed": self._refund,
+            "charge.refund.updated": self._refund,
             "charge.dispute.created": self._dispute,
         }
 
@@ -150,29 +154,54 @@ class Webhook:
 
     async def _payment_failed(self, event: dict[str, Any]) -> Outcome:
         # A declined bank payment is business as usual, not a failure of ours: nothing to retry or replay.
-        return Outcome(InboxStatus.processed, detail={"payment": "failed", "reason": "async payment failed"})
+        return await self._checkout_status(event, "payment_failed")
 
     async def _expired(self, event: dict[str, Any]) -> Outcome:
-        checkout_id = _checkout_id(event)
-        if checkout_id is None:
+        return await self._checkout_status(event, "expired")
+
+    async def _checkout_status(self, event: dict[str, Any], status: str) -> Outcome:
+        if _checkout_id(event) is None:
             return Outcome(InboxStatus.failed, detail={"reason": "not a checkout.session object"})
-        await self.store.close_checkout(checkout_id, "expired")
-        return Outcome(InboxStatus.processed, detail={"checkout": "expired"})
+        result = await self.fulfilment.record_status(_object(event), status)
+        return Outcome(InboxStatus.processed, detail={"checkout": status, **_present(result)})
 
     async def _charge_refunded(self, event: dict[str, Any]) -> Outcome:
+        """A charge's refunds changed. Since API version 2022-11-15 a Charge carries no refund list, so
+        the refunds of its payment intent are read from Stripe and each is recorded by its id."""
         charge = _object(event)
-        payment_intent, amount, refunded = (charge.get(k) for k in ("payment_intent", "amount", "amount_refunded"))
-        if charge.get("object") != "charge" or not isinstance(payment_intent, str) \
-                or not _is_amount(amount) or not _is_amount(refunded):
-            return Outcome(InboxStatus.failed, detail={"reason": "not a charge with a payment intent and amounts"})
-        refunds = (charge.get("refunds") or {}).get("data") if isinstance(charge.get("refunds"), dict) else None
-        latest = refunds[0].get("id") if isinstance(refunds, list) and refunds and isinstance(refunds[0], dict) \
-            else None
-        result = await self.rpc.call("record_charge_refund", {
-            "payment_intent": payment_intent, "amount": amount, "amount_refunded": refunded,
-            "refund_id": latest if isinstance(latest, str) else f"{event['id']}",
+        payment_intent = charge.get("payment_intent")
+        if charge.get("object") != "charge" or not isinstance(payment_intent, str) or not PAYMENT_INTENT.fullmatch(
+                payment_intent):
+            return Outcome(InboxStatus.failed, detail={"reason": "not a charge with a payment intent"})
+        result: dict[str, Any] = {}
+        for refund in await self.stripe.refunds_of(payment_intent):
+            result = await self._record_refund(refund) or result
+        return Outcome(InboxStatus.processed, detail=_present(result))
+
+    async def _refund(self, event: dict[str, Any]) -> Outcome:
+        refund = _object(event)
+        if refund.get("object") != "refund":
+            return Outcome(InboxStatus.failed, detail={"reason": "not a refund object"})
+        result = await self._record_refund(refund)
+        if result is None:
+            return Outcome(InboxStatus.failed, detail={"reason": "not a refund with an id, an amount and a status"})
+        return Outcome(InboxStatus.processed, detail=_present(result))
+
+    async def _record_refund(self, refund: dict[str, Any]) -> dict[str, Any] | None:
+        refund_id, amount, status = refund.get("id"), refund.get("amount"), refund.get("status")
+        if not isinstance(refund_id, str) or not _is_amount(amount) or not isinstance(status, str):
+            return None
+        metadata = refund.get("metadata") if isinstance(refund.get("metadata"), dict) else {}
+        assert isinstance(metadata, dict)
+        payment_id = metadata.get("payment_id")
+        payment_intent = refund.get("payment_intent")
+        result: dict[str, Any] = await self.rpc.call("record_charge_refund", {
+            "refund_id": refund_id, "amount": amount, "status": status,
+            "payment_intent": payment_intent if isinstance(payment_intent, str) else None,
+            "failure_reason": refund.get("failure_reason") if isinstance(refund.get("failure_reason"), str) else None,
+            "payment_id": payment_id if isinstance(payment_id, str) and len(payment_id) == 36 else None,
         })
-        return Outcome(InboxStatus.processed, detail={k: v for k, v in result.items() if v is not None})
+        return result
 
     async def _dispute(self, event: dict[str, Any]) -> Outcome:
         dispute = _object(event)
@@ -189,6 +218,10 @@ class Webhook:
 
 async def _ignore(event: dict[str, Any]) -> Outcome:
     return Outcome(InboxStatus.ignored, detail={"reason": "not handled"})
+
+
+def _present(result: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in result.items() if v is not None}
 
 
 def _is_amount(value: object) -> bool:

@@ -202,9 +202,9 @@ def api_without_stripe(stack: StackInfo) -> Iterator[httpx.Client]:
 def paid_checkout(
     api: httpx.Client, stripe_stub: StripeStub, customer: uuid.UUID, user_token: Callable[[uuid.UUID], str],
 ) -> Callable[..., dict[str, Any]]:
-    """Intake → waiver → Checkout Session on the stub, then marked paid as Stripe would."""
+    """Intake → waiver → Checkout Session on the stub, then paid as Stripe would (unless pay=False)."""
 
-    def _checkout(plan: str = "standard", **intake: Any) -> dict[str, Any]:
+    def _checkout(plan: str = "standard", *, pay: bool = True, **intake: Any) -> dict[str, Any]:
         me = {"Authorization": f"Bearer {user_token(customer)}"}
         started = api.post("/api/intake/start", json={"plan": plan, **intake}, headers=me)
         assert started.status_code == 200, started.text
@@ -212,8 +212,8 @@ def paid_checkout(
         waiver = api.post(f"/api/intake/{intake_id}/waiver", headers=me)
         assert waiver.status_code == 200, waiver.text
         session_id = waiver.json()["checkoutUrl"].rsplit("/", 1)[1]
-        session = stripe_stub.sessions[session_id]
-        session.update({"status": "complete", "payment_status": "paid"})
-        return session
+        if not pay:
+            return stripe_stub.sessions[session_id]
+        return stripe_stub.pay(session_id)
 
     return _checkout

@@ -94,7 +94,7 @@ def test_dev_serves_the_api_and_its_printed_curl_lines_work(tmp_path: Path) -> N
         active = subprocess.run(curls[1], shell=True, capture_output=True, text=True, timeout=30, check=False)
         assert '"sessionId"' in started.stdout, started.stdout + output
         assert '"status":"pending"' in active.stdout, active.stdout
-        assert httpx.get(f"http://127.0.0.1:{port}/healthz").json() == {"status": "ok"}
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").json()["status"] == "ok"
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=30)
         assert proc.returncode == 0, rest

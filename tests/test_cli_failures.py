@@ -162,7 +162,8 @@ def test_port_taken(home: dict[str, str]) -> None:
         one_line_failure(pysvc("stack", "start", **{**home, "PYSVC_DB_PORT": port}), f"port {port}", "in use",
                          "PYSVC_DB_PORT")
         one_line_failure(pysvc("serve", "--port", port), f"127.0.0.1:{port}", "another --port")
-        one_line_failure(pysvc("dev", "--port", port, **home), f"127.0.0.1:{port}", "another --port")
+        one_line_failure(pysvc("dev", "--port", port, **home), f"127.0.0.1:{port}", "a `pysvc dev` (`make run`)",
+                         f"make run PORT={int(port) + 1}", f"pysvc dev --port {int(port) + 1}")
 
 
 def test_missing_postgrest_binary(home: dict[str, str]) -> None:
@@ -192,6 +193,11 @@ def test_bad_port_setting(value: str, home: dict[str, str]) -> None:
 def test_serve_with_missing_settings(tmp_path: Path) -> None:
     line = one_line_failure(pysvc("serve", "--port", str(free_port()), cwd=tmp_path), "SUPABASE_SERVICE_ROLE_KEY")
     assert "settings" in line
+
+
+def test_serve_without_settings_names_the_way_to_the_local_stack(tmp_path: Path) -> None:
+    one_line_failure(pysvc("serve", "--port", str(free_port()), cwd=tmp_path),
+                     "`pysvc dev`", 'eval "$(pysvc stack env)"')
 
 
 def test_unresolvable_listen_host() -> None:

@@ -18,6 +18,7 @@ import pytest
 from pysvc.errors import SQL_ERRORS, ApiError
 from pysvc.local.stack import StackInfo
 from pysvc.postgrest import Rpc, connect
+from tests.utils.payments import open_payment
 
 Db = psycopg.Connection[dict[str, Any]]
 Payload = dict[str, Any]
@@ -66,9 +67,10 @@ def test_every_code_the_sql_raises_has_one_status_and_a_class_with_it(db: Db) ->
     }
 
 
-def _intake(db: Db, customer: uuid.UUID, plan: str = "free") -> uuid.UUID:
+def _intake(db: Db, customer: uuid.UUID, plan: str = "free", *, signed: bool = True) -> uuid.UUID:
     row = db.execute(
-        "insert into public.intakes (customer_user_id, plan) values (%s, %s) returning id", (customer, plan),
+        "insert into public.intakes (customer_user_id, plan, waiver_signed_at)"
+        " values (%s, %s, case when %s then now() end) returning id", (customer, plan, signed),
     ).fetchone()
     assert row is not None
     return uuid.UUID(str(row["id"]))
@@ -148,12 +150,37 @@ def _accepted(db: Db, call: Call, customer: uuid.UUID, *steps: str) -> Offer:
     return offer
 
 
-def _finished_twice(db: Db, call: Call, customer: uuid.UUID) -> None:
-    """An outbox request the worker reports as refused, twice."""
-    checkout = f"cs_test_{customer.hex}"
-    request = call("enqueue_stripe_request", {"kind": "expire_checkout", "checkout_session_id": checkout})
-    for _ in range(2):
-        call("finish_stripe_request", {"id": request["id"], "outcome": "failed", "error": "refused"})
+def _unsigned_start(db: Db, call: Call, customer: uuid.UUID) -> None:
+    """The assigned mechanic starts a session whose customer has not signed the waiver."""
+    session = call("create_session_record", free(customer, _intake(db, customer, signed=False)))["session_id"]
+    row = db.execute("select id from public.session_assignments where session_id = %s", (session,)).fetchone()
+    assert row is not None
+    mechanic = _take(db, call, str(row["id"]))
+    call("start_session", {"session_id": session, "mechanic_id": mechanic})
+
+
+def _decline(db: Db, call: Call, customer: uuid.UUID, *, by_preferred: bool, times: int = 1) -> None:
+    preferred = _mechanic(db)
+    offer = _offer(db, call, customer, routing_type="priority_broadcast", preferred_mechanic_id=preferred)
+    for _ in range(times):
+        call("decline_assignment", {"assignment_id": offer.assignment,
+                                    "mechanic_id": preferred if by_preferred else _mechanic(db)})
+
+
+def _processing_then_waiver(db: Db, call: Call, customer: uuid.UUID) -> None:
+    """A Checkout completed with a bank method (not cleared yet), then the waiver signed again."""
+    intake = _intake(db, customer, "standard")
+    call("record_checkout_status", {"checkout_session_id": open_payment(db, customer, intake), "status": "processing"})
+    call("open_checkout", {"customer_id": str(customer), "intake_id": str(intake), "success_url": "https://a/s",
+                           "cancel_url": "https://a/c"})
+
+
+def _refund_a_used_payment(db: Db, call: Call, customer: uuid.UUID) -> None:
+    """An operator's refund of a payment whose session is pending: cancel the session instead."""
+    intake = _intake(db, customer, "standard")
+    checkout = open_payment(db, customer, intake)
+    call("create_session_record", paid(customer, intake, checkout, payment_intent=f"pi_{customer.hex}"))
+    call("enqueue_stripe_request", {"kind": "refund", "checkout_session_id": checkout})
 
 
 def _cases() -> dict[str, Callable[[Db, Call, uuid.UUID], Any]]:
@@ -181,9 +208,16 @@ def _cases() -> dict[str, Callable[[Db, Call, uuid.UUID], Any]]:
         "ACTIVE_SESSION_EXISTS": lambda db, call, c: [
             call("create_session_record", free(c, _intake(db, c))) for _ in range(2)],
         "INTAKE_ALREADY_USED": lambda db, call, c: call("create_session_record", free(c, _ended_session(db, call, c))),
-        "STRIPE_SESSION_MISMATCH": lambda db, call, c: [
-            call("create_session_record", paid(c, _intake(db, c, "standard"), "cs_test_" + c.hex)),
-            call("create_session_record", paid(c, _intake(db, c, "standard"), "cs_test_" + c.hex))],
+        "STRIPE_SESSION_MISMATCH": lambda db, call, c: call("create_session_record", paid(
+            c, _intake(db, c, "standard"), open_payment(db, c, _intake(db, c, "standard")))),
+        "PAYMENT_NOT_FOUND": lambda db, call, c: call(
+            "create_session_record", paid(c, _intake(db, c, "standard"), "cs_test_" + c.hex)),
+        "PAYMENT_PROCESSING": _processing_then_waiver,
+        "PAYMENT_IN_USE": _refund_a_used_payment,
+        "NOTHING_TO_SEND": lambda db, call, c: call("enqueue_stripe_request", {
+            "kind": "refund", "checkout_session_id": open_payment(db, c, _intake(db, c, "standard"))}),
+        "INVALID_REFUND": lambda db, call, c: call("record_charge_refund", {
+            "refund_id": "ch_123", "payment_intent": "pi_123", "amount": 1, "status": "succeeded"}),
         "INSUFFICIENT_CREDITS": lambda db, call, c: call("create_session_record", {
             **free(c, _intake(db, c, "quick"), plan="quick"), "payment_method": "credits"}),
         "UNKNOWN_USER": lambda db, call, c: call("create_session_record", free(new(), new(), intake={})),
@@ -205,13 +239,15 @@ def _cases() -> dict[str, Callable[[Db, Call, uuid.UUID], Any]]:
             "cancel_session", {"session_id": str(new()), "customer_id": str(c)}),
         "SESSION_NOT_CANCELLABLE": lambda db, call, c: call(
             "cancel_session", {"session_id": _accepted(db, call, c, "start_session").session, "customer_id": str(c)}),
+        "WAIVER_NOT_SIGNED": _unsigned_start,
+        "ASSIGNMENT_ALREADY_DECLINED": lambda db, call, c: _decline(db, call, c, by_preferred=True, times=2),
+        "NOT_PREFERRED_MECHANIC": lambda db, call, c: _decline(db, call, c, by_preferred=False),
         # the Stripe outbox
         "INVALID_ARGUMENT": lambda db, call, c: call("claim_stripe_requests", {"max_requests": 0}),
         "INVALID_KIND": lambda db, call, c: call(
             "enqueue_stripe_request", {"kind": "chargeback", "checkout_session_id": "cs_test_" + c.hex}),
         "INVALID_OUTCOME": lambda db, call, c: call("finish_stripe_request", {"id": 0, "outcome": "maybe"}),
         "REQUEST_NOT_FOUND": lambda db, call, c: call("finish_stripe_request", {"id": 0, "outcome": "failed"}),
-        "REQUEST_ALREADY_FINISHED": _finished_twice,
     }
 
 

@@ -21,9 +21,13 @@ Db = psycopg.Connection[dict[str, Any]]
 Token = Callable[[uuid.UUID], str]
 
 
-def free_session(api: httpx.Client, token: str) -> str:
+def free_session(api: httpx.Client, token: str, *, sign: bool = True) -> str:
+    """A free session through the API, its waiver signed (a mechanic may start it) unless told not to."""
     r = api.post("/api/intake/start", json={"plan": "free"}, headers=bearer(token))
     assert r.status_code == 200, r.text
+    if sign:
+        signed = api.post(f"/api/intake/{r.json()['intakeId']}/waiver", headers=bearer(token))
+        assert signed.status_code == 200, signed.text
     return str(r.json()["sessionId"])
 
 

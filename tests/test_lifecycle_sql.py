@@ -8,15 +8,24 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import httpx
 import psycopg
 import pytest
-from psycopg.types.json import Jsonb
 
 from pysvc.local.stack import StackInfo
-from tests.utils.lifecycle import Db, assert_invariants, call_rpc, details, event_types, refusal
+from tests.utils.lifecycle import (
+    Db,
+    assert_invariants,
+    call_rpc,
+    details,
+    event_types,
+    pg_cron_command,
+    refusal,
+)
+from tests.utils.payments import open_payment, payment
 
 MakeUser = Callable[[], uuid.UUID]
 MakeMechanic = Callable[..., uuid.UUID]
@@ -28,7 +37,10 @@ LIFECYCLE_FUNCTIONS: dict[str, dict[str, Any]] = {
     "complete_session": {"session_id": str(uuid.uuid4()), "mechanic_id": str(uuid.uuid4())},
     "release_session": {"session_id": str(uuid.uuid4()), "mechanic_id": str(uuid.uuid4())},
     "cancel_session": {"session_id": str(uuid.uuid4()), "customer_id": str(uuid.uuid4())},
-    "expire_sessions": {"older_than": "100 years"},
+    "expire_sessions": {"max_sessions": 1},
+    "decline_assignment": {"assignment_id": str(uuid.uuid4()), "mechanic_id": str(uuid.uuid4())},
+    "set_session_limits": {"no_show_minutes": 10},
+    "get_session_limits": {},
     "enqueue_stripe_request": {"kind": "refund", "checkout_session_id": "cs_test_nobody"},
     "claim_stripe_requests": {"max_requests": 1, "lease": "1 second"},
     "finish_stripe_request": {"id": 0, "outcome": "sent"},
@@ -47,7 +59,8 @@ class Session:
 
 
 class NewSession(Protocol):
-    def __call__(self, customer: uuid.UUID | None = None, *, paid_with: str = "free", **extra: Any) -> Session: ...
+    def __call__(self, customer: uuid.UUID | None = None, *, paid_with: str = "free", waiver: bool = True,
+                 **extra: Any) -> Session: ...
 
 
 @pytest.fixture
@@ -62,17 +75,20 @@ def call(rest: httpx.Client, service_key: str) -> Call:
 def new_session(call: Call, db: Db, make_user: MakeUser, make_intake: Callable[..., uuid.UUID]) -> NewSession:
     """A pending session made by create_session_record: free, Stripe-paid or paid with credits."""
 
-    def _new(customer: uuid.UUID | None = None, *, paid_with: str = "free", **extra: Any) -> Session:
+    def _new(customer: uuid.UUID | None = None, *, paid_with: str = "free", waiver: bool = True,
+             **extra: Any) -> Session:
         customer = customer or make_user()
         plan = {"free": "free", "stripe": "standard", "credits": "quick"}[paid_with]
+        signed = {"waiver_signed_at": datetime.now(UTC)} if waiver else {}
         payload: dict[str, Any] = {
-            "customer_id": customer, "plan": plan, "intake_id": make_intake(customer, plan),
+            "customer_id": customer, "plan": plan, "intake_id": make_intake(customer, plan, **signed),
             "payment_method": paid_with, **extra,
         }
         checkout = None
         if paid_with == "stripe":
-            checkout = f"cs_test_{uuid.uuid4().hex}"
-            payload.update(stripe_session_id=checkout, amount_paid=2999, currency="usd")
+            checkout = open_payment(db, customer, payload["intake_id"])
+            payload.update(stripe_session_id=checkout, amount_paid=2999, currency="usd",
+                           payment_intent=f"pi_{customer.hex}")
         if paid_with == "credits":
             db.execute(
                 "insert into public.credit_entries (customer_user_id, delta, reason) values (%s, 1, 'grant')",
@@ -525,30 +541,26 @@ def test_cancelling_a_paid_session_ten_times_at_once_and_again_refunds_once(
     assert sum(r.json()["changed"] for r in [*replies, again]) == 1
     rows = outbox_rows(db, session.id)
     assert [(r["kind"], r["idempotency_key"], r["status"], r["amount"]) for r in rows] == [
-        ("refund", f"refund-{session.checkout}", "pending", None)]
+        ("refund", f"refund-{session.checkout}", "pending", 2999)]
     events = event_types(db, session.id)
     assert (events.count("cancelled"), events.count("refunded")) == (1, 1)
     assert again.json()["refund"] == {
         "method": "stripe", "status": "requested", "outbox_id": rows[0]["id"], "amount": 2999,
-        "checkout_session_id": session.checkout, "reason": "cancelled",
+        "checkout_session_id": session.checkout, "reason": "cancelled", "payment_id": str(rows[0]["payment_id"]),
     }
     assert_invariants(db, session.id)
 
 
-def test_the_refund_request_carries_the_payment_intent_the_webhook_recorded(
+def test_the_refund_request_carries_the_payment_intent_the_payment_recorded(
     call: Call, db: Db, new_session: NewSession,
 ) -> None:
     session = new_session(paid_with="stripe")
-    db.execute(
-        "insert into public.stripe_events (id, type, checkout_session_id, session_id, payload)"
-        " values (%s, 'checkout.session.completed', %s, %s, %s)",
-        (f"evt_{uuid.uuid4().hex}", session.checkout, session.id,
-         Jsonb({"data": {"object": {"id": session.checkout, "payment_intent": "pi_123abc"}}})),
-    )
 
     call("cancel_session", session_id=session.id, customer_id=session.customer)
 
-    assert [r["payment_intent"] for r in outbox_rows(db, session.id)] == ["pi_123abc"]
+    [row] = outbox_rows(db, session.id)
+    assert row["params"]["payment_intent"] == payment(db, session.checkout)["payment_intent"] == row["payment_intent"]
+    assert payment(db, session.checkout)["status"] == "refund_requested"
 
 
 def test_cancelling_a_credits_session_gives_the_credits_back_once(
@@ -568,6 +580,26 @@ def test_cancelling_a_credits_session_gives_the_credits_back_once(
 
 
 # Expire
+
+
+SetLimits = Callable[..., dict[str, Any]]
+
+
+@pytest.fixture
+def limits(call: Call) -> Iterator[SetLimits]:
+    """Change the session limits for one test; the defaults come back after it."""
+
+    def _set(**values: int) -> dict[str, Any]:
+        r = call("set_session_limits", **values)
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    yield _set
+    _set(**DEFAULT_LIMITS)
+
+
+DEFAULT_LIMITS = {"pending_expiry_minutes": 30, "urgent_pending_expiry_minutes": 10, "no_show_minutes": 10,
+                  "live_grace_minutes": 15}
 
 
 @pytest.fixture
@@ -612,11 +644,15 @@ def test_urgent_sessions_expire_sooner(
     assert status_of(db, session.id) == ("expired" if expires else "pending")
 
 
-def test_the_limits_are_arguments(db: Db, new_session: NewSession, sweep: Callable[..., dict[str, Any]]) -> None:
+def test_the_sweep_reads_its_limits_from_the_session_limits_row(
+    db: Db, new_session: NewSession, sweep: Callable[..., dict[str, Any]], limits: SetLimits,
+) -> None:
     session = new_session(urgent=True)
     make_old(db, session.id, 40)
-    assert session.id not in sweep(older_than="1 hour", urgent_older_than="1 hour")["session_ids"]
-    assert session.id in sweep(older_than="1 hour", urgent_older_than="39 minutes")["session_ids"]
+    limits(urgent_pending_expiry_minutes=60)
+    assert session.id not in sweep()["session_ids"]
+    limits(urgent_pending_expiry_minutes=39)
+    assert session.id in sweep()["session_ids"]
 
 
 def test_accepted_sessions_do_not_expire(
@@ -712,6 +748,257 @@ def test_accept_and_expire_racing_have_exactly_one_winner(
         assert_invariants(db, session.id)
 
 
+# No-show and the live time limit (the same sweep, the same limits row)
+
+
+def make_accepted_long_ago(db: Db, session_id: str, minutes: int) -> None:
+    db.execute("update public.session_assignments set accepted_at = now() - make_interval(mins => %s)"
+               " where session_id = %s and status = 'accepted'", (minutes, session_id))
+
+
+def make_started_long_ago(db: Db, session_id: str, minutes: int) -> None:
+    db.execute("update public.sessions set started_at = now() - make_interval(mins => %s) where id = %s",
+               (minutes, session_id))
+
+
+def test_a_waiting_session_not_started_in_time_goes_back_to_the_queue(
+    call: Call, db: Db, accepted: Callable[..., Session], make_mechanic: MakeMechanic,
+    sweep: Callable[..., dict[str, Any]],
+) -> None:
+    mechanic, other = make_mechanic(), make_mechanic()
+    session = accepted(mechanic)
+    old = assignment_of(db, session.id, "accepted")
+    make_accepted_long_ago(db, session.id, 11)
+
+    result = sweep()
+
+    assert session.id in result["no_show_session_ids"]
+    assert status_of(db, session.id) == "pending"
+    fresh = assignment_of(db, session.id)
+    assert fresh in [q["assignment_id"] for q in call("mechanic_queue_for", mechanic_id=other).json()]
+    event = db.execute(
+        "select user_id, metadata from public.session_events where session_id = %s and event_type = 'released'",
+        (session.id,),
+    ).fetchone()
+    assert event == {"user_id": None, "metadata": {
+        "reason": "no_show", "assignment_id": old, "new_assignment_id": fresh, "mechanic_id": str(mechanic),
+        "from": "waiting", "to": "pending"}}
+    assert_invariants(db, session.id)
+
+
+def test_a_no_show_restarts_the_expiry_clock_and_refunds_nothing(
+    db: Db, accepted: Callable[..., Session], make_mechanic: MakeMechanic, sweep: Callable[..., dict[str, Any]],
+) -> None:
+    session = accepted(make_mechanic(), paid_with="stripe")
+    db.execute("update public.session_assignments set offered_at = now() - interval '2 hours'"
+               " where session_id = %s", (session.id,))
+    make_accepted_long_ago(db, session.id, 11)
+
+    sweep()
+
+    row = db.execute("select now() - offered_at < interval '1 minute' as fresh from public.session_assignments"
+                     " where session_id = %s and status = 'queued'", (session.id,)).fetchone()
+    assert row == {"fresh": True}
+    assert outbox_rows(db, session.id) == []
+    assert "refunded" not in event_types(db, session.id)
+
+
+def test_a_waiting_session_within_the_no_show_limit_stays_with_its_mechanic(
+    db: Db, accepted: Callable[..., Session], make_mechanic: MakeMechanic, sweep: Callable[..., dict[str, Any]],
+) -> None:
+    session = accepted(make_mechanic())
+    make_accepted_long_ago(db, session.id, 9)
+    assert session.id not in sweep()["no_show_session_ids"]
+    assert status_of(db, session.id) == "waiting"
+
+
+def test_a_live_session_past_its_plan_and_grace_ends_as_completed_with_the_reason(
+    call: Call, db: Db, accepted: Callable[..., Session], make_mechanic: MakeMechanic,
+    sweep: Callable[..., dict[str, Any]],
+) -> None:
+    mechanic = make_mechanic()
+    session = accepted(mechanic, paid_with="stripe")  # standard: 30 minutes
+    assert call("start_session", session_id=session.id, mechanic_id=mechanic).status_code == 200
+    make_started_long_ago(db, session.id, 46)
+
+    result = sweep()
+
+    assert session.id in result["timed_out_session_ids"]
+    assert status_of(db, session.id) == "completed"
+    event = db.execute(
+        "select user_id, metadata from public.session_events where session_id = %s and event_type = 'ended'",
+        (session.id,),
+    ).fetchone()
+    assert event is not None and event["user_id"] is None
+    assert (event["metadata"]["reason"], event["metadata"]["limit_minutes"]) == ("time_limit", 45)
+    assert outbox_rows(db, session.id) == []  # delivered: nothing refunded
+    assert_invariants(db, session.id)
+
+
+def test_a_live_session_within_its_plan_and_grace_goes_on(
+    call: Call, db: Db, accepted: Callable[..., Session], make_mechanic: MakeMechanic,
+    sweep: Callable[..., dict[str, Any]],
+) -> None:
+    mechanic = make_mechanic()
+    session = accepted(mechanic, paid_with="stripe")
+    call("start_session", session_id=session.id, mechanic_id=mechanic)
+    make_started_long_ago(db, session.id, 44)
+    assert session.id not in sweep()["timed_out_session_ids"]
+    assert status_of(db, session.id) == "live"
+
+
+def test_after_the_time_limit_the_customer_may_book_again(
+    call: Call, db: Db, accepted: Callable[..., Session], make_mechanic: MakeMechanic, new_session: NewSession,
+    sweep: Callable[..., dict[str, Any]],
+) -> None:
+    mechanic = make_mechanic()
+    session = accepted(mechanic)
+    call("start_session", session_id=session.id, mechanic_id=mechanic)
+    make_started_long_ago(db, session.id, 31)  # free: 15 minutes + 15 of grace
+
+    sweep()
+
+    assert status_of(db, new_session(session.customer).id) == "pending"
+
+
+def test_the_no_show_and_grace_limits_are_read_from_the_session_limits_row(
+    call: Call, db: Db, accepted: Callable[..., Session], make_mechanic: MakeMechanic, limits: SetLimits,
+    sweep: Callable[..., dict[str, Any]],
+) -> None:
+    waiting, live_mechanic = accepted(make_mechanic()), make_mechanic()
+    live = accepted(live_mechanic)
+    call("start_session", session_id=live.id, mechanic_id=live_mechanic)
+    make_accepted_long_ago(db, waiting.id, 4)
+    make_started_long_ago(db, live.id, 16)
+
+    limits(no_show_minutes=3, live_grace_minutes=0)
+    result = sweep()
+
+    assert waiting.id in result["no_show_session_ids"] and live.id in result["timed_out_session_ids"]
+    assert {k: result["limits"][k] for k in DEFAULT_LIMITS} == {**DEFAULT_LIMITS, "no_show_minutes": 3,
+                                                                "live_grace_minutes": 0}
+
+
+@pytest.mark.parametrize("value", [{"no_show_minutes": 0}, {"pending_expiry_minutes": 10081},
+                                   {"live_grace_minutes": -1}])
+def test_a_session_limit_out_of_range_is_refused_and_changes_nothing(call: Call, value: dict[str, int]) -> None:
+    before = call("get_session_limits").json()
+    r = call("set_session_limits", **value)
+    assert refusal(r) == (422, "INVALID_ARGUMENT")
+    assert next(iter(value)) in r.json()["message"]
+    assert call("get_session_limits").json() == before
+
+
+def test_the_command_pg_cron_runs_obeys_the_session_limits_row(
+    db: Db, accepted: Callable[..., Session], make_mechanic: MakeMechanic, limits: SetLimits,
+) -> None:
+    session = accepted(make_mechanic())
+    make_accepted_long_ago(db, session.id, 6)
+    command = pg_cron_command()
+    limits(no_show_minutes=7)
+    db.execute(command)
+    assert status_of(db, session.id) == "waiting"
+
+    limits(no_show_minutes=5)
+    db.execute(command)
+
+    assert status_of(db, session.id) == "pending"
+
+
+# The waiver before start
+
+
+@pytest.mark.parametrize("paid_with", ["free", "credits", "stripe"])
+def test_a_session_whose_customer_has_not_signed_the_waiver_cannot_start(
+    call: Call, db: Db, accepted: Callable[..., Session], make_mechanic: MakeMechanic, paid_with: str,
+) -> None:
+    mechanic = make_mechanic()
+    session = accepted(mechanic, paid_with=paid_with, waiver=False)
+
+    r = call("start_session", session_id=session.id, mechanic_id=mechanic)
+
+    assert refusal(r) == (409, "WAIVER_NOT_SIGNED")
+    assert status_of(db, session.id) == "waiting"
+
+
+def test_once_the_waiver_is_signed_the_session_starts(
+    call: Call, db: Db, accepted: Callable[..., Session], make_mechanic: MakeMechanic,
+) -> None:
+    mechanic = make_mechanic()
+    session = accepted(mechanic, waiver=False)
+    call("start_session", session_id=session.id, mechanic_id=mechanic)
+    db.execute("update public.intakes set waiver_signed_at = now()"
+               " where id = (select intake_id from public.sessions where id = %s)", (session.id,))
+
+    r = call("start_session", session_id=session.id, mechanic_id=mechanic)
+
+    assert (r.status_code, r.json()["status"]) == (200, "live")
+
+
+# Decline
+
+
+def preferred_session(new_session: NewSession, preferred: uuid.UUID, routing: str) -> Session:
+    return new_session(preferred_mechanic_id=preferred, routing_type=routing)
+
+
+@pytest.mark.parametrize("routing", ["priority_broadcast", "workshop_only"])
+def test_a_declined_offer_is_offered_to_everyone_at_once(
+    call: Call, db: Db, new_session: NewSession, make_mechanic: MakeMechanic, routing: str,
+) -> None:
+    preferred, other = make_mechanic(), make_mechanic()
+    session = preferred_session(new_session, preferred, routing)
+    offer = assignment_of(db, session.id)
+    assert session.id not in [q["session_id"] for q in call("mechanic_queue_for", mechanic_id=other).json()]
+
+    r = call("decline_assignment", assignment_id=offer, mechanic_id=preferred)
+
+    assert (r.status_code, r.json()["status"], r.json()["changed"]) == (200, "pending", True)
+    queue = call("mechanic_queue_for", mechanic_id=other).json()
+    assert [(q["assignment_id"], q["routing_type"]) for q in queue if q["session_id"] == session.id] == [
+        (assignment_of(db, session.id), "broadcast")]
+    assert assignment_of(db, session.id, "declined") == offer
+    assert event_types(db, session.id)[-1] == "declined"
+    assert call("accept_assignment", assignment_id=assignment_of(db, session.id), mechanic_id=other).status_code == 200
+    assert_invariants(db, session.id)
+
+
+def test_declining_again_is_a_conflict(call: Call, db: Db, new_session: NewSession,
+                                       make_mechanic: MakeMechanic) -> None:
+    preferred = make_mechanic()
+    offer = assignment_of(db, preferred_session(new_session, preferred, "priority_broadcast").id)
+    call("decline_assignment", assignment_id=offer, mechanic_id=preferred)
+
+    again = call("decline_assignment", assignment_id=offer, mechanic_id=preferred)
+
+    assert refusal(again) == (409, "ASSIGNMENT_ALREADY_DECLINED")
+
+
+def test_only_the_mechanic_an_offer_names_may_decline_it(
+    call: Call, db: Db, new_session: NewSession, make_mechanic: MakeMechanic,
+) -> None:
+    preferred, other = make_mechanic(), make_mechanic()
+    named = assignment_of(db, preferred_session(new_session, preferred, "priority_broadcast").id)
+    anyone = assignment_of(db, new_session().id)
+
+    assert refusal(call("decline_assignment", assignment_id=named, mechanic_id=other)) == (
+        403, "NOT_PREFERRED_MECHANIC")
+    assert refusal(call("decline_assignment", assignment_id=anyone, mechanic_id=other)) == (
+        403, "NOT_PREFERRED_MECHANIC")
+
+
+def test_an_offer_already_accepted_cannot_be_declined(
+    call: Call, db: Db, new_session: NewSession, make_mechanic: MakeMechanic,
+) -> None:
+    preferred = make_mechanic()
+    session = preferred_session(new_session, preferred, "workshop_only")
+    offer = assignment_of(db, session.id)
+    call("accept_assignment", assignment_id=offer, mechanic_id=preferred)
+
+    assert refusal(call("decline_assignment", assignment_id=offer, mechanic_id=preferred)) == (
+        409, "ASSIGNMENT_CLOSED")
+
+
 # A session that has ended frees the customer
 
 
@@ -779,30 +1066,47 @@ def claims(db: Db, call: Call) -> Iterator[Callable[..., list[dict[str, Any]]]]:
                    " where id = any(%s)", (foreign,))
 
 
-def enqueue(call: Call, checkout: str | None = None, **args: Any) -> dict[str, Any]:
-    r = call("enqueue_stripe_request", kind="refund", checkout_session_id=checkout or checkout_id(), **args)
+@pytest.fixture
+def checkout(db: Db, make_user: MakeUser, make_intake: Callable[..., uuid.UUID]) -> Callable[..., str]:
+    """A Checkout opened for a fresh customer's paid intake; `paid=True`: Stripe has taken the money."""
+
+    def _checkout(*, paid: bool = False) -> str:
+        customer = make_user()
+        cs = open_payment(db, customer, make_intake(customer, "standard"))
+        if paid:
+            db.execute("update public.payments set status = 'paid', paid_at = now(), amount_paid = amount,"
+                       " payment_intent = 'pi_' || md5(id::text) where checkout_session_id = %s", (cs,))
+        return cs
+
+    return _checkout
+
+
+def enqueue(call: Call, checkout: str, kind: str = "expire_checkout", **args: Any) -> dict[str, Any]:
+    r = call("enqueue_stripe_request", kind=kind, checkout_session_id=checkout, **args)
     assert r.status_code == 200, r.text
     return dict(r.json())
 
 
-def test_many_concurrent_refund_requests_for_one_checkout_make_one_row(call: Call, db: Db) -> None:
-    checkout = checkout_id()
+def test_many_concurrent_refund_requests_for_one_payment_make_one_row(
+    call: Call, db: Db, checkout: Callable[..., str],
+) -> None:
+    cs = checkout(paid=True)
     with ThreadPoolExecutor(max_workers=20) as pool:
-        rows = list(pool.map(lambda i: enqueue(call, checkout, reason=f"attempt {i}"), range(20)))
+        rows = list(pool.map(lambda i: enqueue(call, cs, "refund", reason=f"attempt {i}"), range(20)))
 
     assert len({r["id"] for r in rows}) == 1
-    assert sum(r["created"] for r in rows) == 1
-    assert rows[0]["idempotency_key"] == f"refund-{checkout}"
+    assert rows[0]["idempotency_key"] == f"refund-{cs}"
+    assert rows[0]["params"]["amount"] == 2999 and rows[0]["params"]["payment_intent"].startswith("pi_")
+    assert payment(db, cs)["status"] == "refund_requested"
     count = db.execute("select count(*) as n from public.stripe_outbox where checkout_session_id = %s",
-                       (checkout,)).fetchone()
+                       (cs,)).fetchone()
     assert count == {"n": 1}
 
 
-def test_a_later_request_fills_in_the_payment_intent(call: Call) -> None:
-    checkout = checkout_id()
-    first = enqueue(call, checkout)
-    later = enqueue(call, checkout, payment_intent="pi_456")
-    assert (later["id"], later["payment_intent"], later["created"]) == (first["id"], "pi_456", False)
+def test_an_open_checkout_cannot_be_refunded_only_expired(call: Call, checkout: Callable[..., str]) -> None:
+    cs = checkout()
+    assert refusal(call("enqueue_stripe_request", kind="refund", checkout_session_id=cs)) == (409, "NOTHING_TO_SEND")
+    assert enqueue(call, cs)["idempotency_key"] == f"expire-checkout-{cs}"
 
 
 @pytest.mark.parametrize(
@@ -810,7 +1114,7 @@ def test_a_later_request_fills_in_the_payment_intent(call: Call) -> None:
     [
         ({"kind": "charge"}, 422, "INVALID_KIND"),
         ({"checkout_session_id": "pi_123"}, 422, "INVALID_STRIPE_SESSION"),
-        ({"session_id": str(uuid.uuid4())}, 404, "SESSION_NOT_FOUND"),
+        ({}, 404, "PAYMENT_NOT_FOUND"),
     ],
 )
 def test_an_invalid_request_is_refused(call: Call, args: dict[str, Any], status: int, code: str) -> None:
@@ -819,9 +1123,9 @@ def test_an_invalid_request_is_refused(call: Call, args: dict[str, Any], status:
 
 
 def test_two_concurrent_claimers_never_claim_the_same_request(
-    call: Call, claims: Callable[..., list[dict[str, Any]]],
+    call: Call, checkout: Callable[..., str], claims: Callable[..., list[dict[str, Any]]],
 ) -> None:
-    own = {enqueue(call)["id"] for _ in range(30)}
+    own = {enqueue(call, checkout())["id"] for _ in range(30)}
     with ThreadPoolExecutor(max_workers=4) as pool:
         batches = list(pool.map(lambda _: claims(own, max_requests=10), range(4)))
 
@@ -831,17 +1135,17 @@ def test_two_concurrent_claimers_never_claim_the_same_request(
 
 
 def test_a_claimed_request_is_not_claimed_again_while_leased(
-    call: Call, claims: Callable[..., list[dict[str, Any]]],
+    call: Call, checkout: Callable[..., str], claims: Callable[..., list[dict[str, Any]]],
 ) -> None:
-    own = {enqueue(call)["id"]}
+    own = {enqueue(call, checkout())["id"]}
     assert [r["id"] for r in claims(own)] == list(own)
     assert claims(own) == []
 
 
 def test_a_request_whose_lease_ran_out_is_claimed_again(
-    call: Call, db: Db, claims: Callable[..., list[dict[str, Any]]],
+    call: Call, checkout: Callable[..., str], db: Db, claims: Callable[..., list[dict[str, Any]]],
 ) -> None:
-    own = {enqueue(call)["id"]}
+    own = {enqueue(call, checkout())["id"]}
     claims(own)
     db.execute("update public.stripe_outbox set locked_until = now() - interval '1 second' where id = any(%s)",
                (list(own),))
@@ -849,8 +1153,10 @@ def test_a_request_whose_lease_ran_out_is_claimed_again(
     assert [(r["id"], r["attempts"]) for r in again] == [(next(iter(own)), 2)]
 
 
-def test_sent_records_stripes_id_and_is_idempotent(call: Call, claims: Callable[..., list[dict[str, Any]]]) -> None:
-    row = enqueue(call)
+def test_sent_records_stripes_id_and_is_idempotent(
+    call: Call, checkout: Callable[..., str], claims: Callable[..., list[dict[str, Any]]],
+) -> None:
+    row = enqueue(call, checkout())
     claims({row["id"]})
 
     sent = call("finish_stripe_request", id=row["id"], outcome="sent", stripe_object_id="re_1")
@@ -863,9 +1169,9 @@ def test_sent_records_stripes_id_and_is_idempotent(call: Call, claims: Callable[
 
 
 def test_retry_puts_the_request_back_after_the_delay(
-    call: Call, db: Db, claims: Callable[..., list[dict[str, Any]]],
+    call: Call, checkout: Callable[..., str], db: Db, claims: Callable[..., list[dict[str, Any]]],
 ) -> None:
-    row = enqueue(call)
+    row = enqueue(call, checkout())
     claims({row["id"]})
 
     r = call("finish_stripe_request", id=row["id"], outcome="retry", error="Stripe 500", retry_in="5 minutes")
@@ -879,8 +1185,10 @@ def test_retry_puts_the_request_back_after_the_delay(
     assert [r["attempts"] for r in claims({row["id"]})] == [2]
 
 
-def test_retry_without_a_delay_backs_off(call: Call, db: Db, claims: Callable[..., list[dict[str, Any]]]) -> None:
-    row = enqueue(call)
+def test_retry_without_a_delay_backs_off(
+    call: Call, checkout: Callable[..., str], db: Db, claims: Callable[..., list[dict[str, Any]]],
+) -> None:
+    row = enqueue(call, checkout())
     claims({row["id"]})
     call("finish_stripe_request", id=row["id"], outcome="retry", error="timeout")
     delay = db.execute("select round(extract(epoch from next_attempt_at - updated_at)) as s from public.stripe_outbox"
@@ -889,17 +1197,16 @@ def test_retry_without_a_delay_backs_off(call: Call, db: Db, claims: Callable[..
 
 
 def test_failed_keeps_the_reason_and_is_never_claimed_again(
-    call: Call, claims: Callable[..., list[dict[str, Any]]],
+    call: Call, checkout: Callable[..., str], claims: Callable[..., list[dict[str, Any]]],
 ) -> None:
-    row = enqueue(call)
+    row = enqueue(call, checkout())
     claims({row["id"]})
 
     failed = call("finish_stripe_request", id=row["id"], outcome="failed", error="charge already refunded")
     late = call("finish_stripe_request", id=row["id"], outcome="sent", stripe_object_id="re_2")
 
     assert (failed.json()["status"], failed.json()["last_error"]) == ("failed", "charge already refunded")
-    assert refusal(late) == (409, "REQUEST_ALREADY_FINISHED")
-    assert details(late) == {"status": "failed"}
+    assert (late.json()["status"], late.json()["changed"]) == ("failed", False)  # another worker's finish: done
     assert claims({row["id"]}) == []
 
 
@@ -940,8 +1247,8 @@ def test_lifecycle_functions_are_security_definer_with_an_empty_search_path(db: 
 
 
 def test_customers_cannot_read_the_outbox(rest: httpx.Client, user_token: Callable[[uuid.UUID], str],
-                                          make_user: MakeUser, call: Call) -> None:
-    enqueue(call)
+                                          make_user: MakeUser, call: Call, checkout: Callable[..., str]) -> None:
+    enqueue(call, checkout())
     r = rest.get("/stripe_outbox", headers={"Authorization": f"Bearer {user_token(make_user())}"})
     assert r.status_code in (401, 403) or r.json() == []
 

@@ -93,8 +93,9 @@ def test_backlog_gauges_are_the_database_numbers_at_scrape_time(api: httpx.Clien
     db.execute(insert, (fresh, "received", "1 minute"))
     db.execute(insert, (stuck, "received", "11 minutes"))  # past the 10-minute threshold
     db.execute(insert, (failed, "failed", "1 minute"))
-    db.execute("insert into public.stripe_outbox (kind, checkout_session_id, status) values ('refund', %s, 'failed')",
-               (checkout,))
+    db.execute("insert into public.stripe_outbox (kind, checkout_session_id, status, idempotency_key)"
+               " values ('refund', %s, 'failed', 'refund-' || %s)",
+               (checkout, checkout))
     after = scrape(api)
 
     assert value(after, "pysvc_ops_stats_up") == 1

@@ -45,7 +45,8 @@ def test_the_readme_walkthrough_works_as_written(tmp_path: Path) -> None:
         assert re.fullmatch(UUID, first), out  # the free intake's session
         assert re.search(rf'"code":"ACTIVE_SESSION_EXISTS","activeSessionId":"{first}".* 409$', out, flags=re.M), out
         assert re.search(rf'^\[.*"sessionId":"{first}"', out, flags=re.M), out  # the mechanic's queue
-        assert lines[3:6] == ["waiting", "live", "completed"], out
+        assert lines[3] == "waiting" and re.fullmatch(r'\{.*"code":"WAIVER_NOT_SIGNED".*\} 409', lines[4]), out
+        assert lines[5:8] == [f"/session/{first}/waiting-room", "live", "completed"], out
         assert "completed ['created', 'assigned', 'started', 'ended']" in lines, out
         assert "cancelled" in lines, out  # the next session, cancelled
         assert lines[-1] == '{"error":"no active session","code":"NO_ACTIVE_SESSION"} 404', out
@@ -55,3 +56,39 @@ def test_the_readme_walkthrough_works_as_written(tmp_path: Path) -> None:
         for expected in shown:
             if "…" not in expected and not expected[0].isupper():
                 assert expected in lines, (expected, out)
+
+
+def stripe_local_block(heading: str) -> str:
+    """The first ```sh block under a heading of docs/stripe-local.md."""
+    doc = (PROJECT_ROOT / "docs" / "stripe-local.md").read_text()
+    section = doc.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"^```sh\n(.*?)^```$", section, flags=re.M | re.S)
+    assert blocks, f"docs/stripe-local.md has no ```sh block under ## {heading}"
+    return str(blocks[0])
+
+
+def test_paying_without_stripe_keys_shows_stripe_not_configured_not_a_traceback(tmp_path: Path) -> None:
+    readme = "\n".join(try_it_blocks((PROJECT_ROOT / "README.md").read_text()))
+    helper = re.search(r"^json\(\) \{.*?; \}$", readme, flags=re.M | re.S)
+    assert helper, "the README's Try it defines no json() helper"
+    script = helper.group(0) + "\n" + stripe_local_block("3. Pay for a session")
+
+    with running_dev(tmp_path) as dev:
+        printed = re.findall(r"^  ((?:API|TOKEN|MECH)=\S+)$", dev.output, flags=re.M)
+        run = subprocess.run(["bash", "-c", "\n".join(printed) + "\n" + script], capture_output=True, text=True,
+                             timeout=120, env=clean_env(), cwd=tmp_path, check=False)
+
+    assert "Traceback" not in run.stdout + run.stderr, run.stderr
+    assert '"code": "STRIPE_NOT_CONFIGURED"' in run.stderr, (run.stdout, run.stderr)
+
+
+DOC_PATH = re.compile(r"`([\w.-]+(?:/[\w.-]+)+\.(?:md|sql|py|toml|json|yml|yaml))`")
+
+
+def test_the_docs_cite_only_files_in_the_repository() -> None:
+    missing = []
+    for doc in [PROJECT_ROOT / "README.md", *sorted((PROJECT_ROOT / "docs").glob("*.md"))]:
+        for cited in DOC_PATH.findall(doc.read_text()):
+            if not any((base / cited).exists() for base in (PROJECT_ROOT, doc.parent, PROJECT_ROOT / "pysvc")):
+                missing.append(f"{doc.relative_to(PROJECT_ROOT)}: {cited}")
+    assert missing == []

@@ -1,4 +1,4 @@
-"""The schema's own guarantees: the function's single source, RLS, grants and constraints."""
+"""The schema's own guarantees: one editable source per function, RLS, grants and constraints."""
 
 from __future__ import annotations
 
@@ -14,21 +14,96 @@ import pytest
 
 from pysvc import migrate
 from pysvc.enums import InboxStatus, RoutingType, SessionStatus, SessionType
+from pysvc.local.stack import StackInfo
 
 Db = psycopg.Connection[dict[str, Any]]
 MakeIntake = Callable[..., uuid.UUID]
 Token = Callable[[uuid.UUID], str]
 
-SOURCE = migrate.SQL_DIR / "create_session_record.sql"
+RELEASE = "release it: copy its statements into a new migration sql/migrations/<YYYYMMDDHHMMSS>_<what>.sql"
 
 
-def test_newest_function_migration_is_the_editable_source() -> None:
-    releases = [m for m in migrate.discover() if "function public.create_session_record" in m.path.read_text()]
-    assert releases, "no migration defines public.create_session_record"
-    assert releases[-1].path.read_text() == SOURCE.read_text(), (
-        f"{SOURCE.name} changed: release it as a new migration "
-        f"(cp sql/create_session_record.sql sql/migrations/<timestamp>_<what_changed>.sql)"
-    )
+def _source_texts() -> dict[str, str]:
+    """Every editable SQL file: under sql/, outside migrations/ and local/."""
+    return {
+        str(path.relative_to(migrate.SQL_DIR.parent)): path.read_text()
+        for path in sorted(migrate.SQL_DIR.rglob("*.sql"))
+        if path.relative_to(migrate.SQL_DIR).parts[0] not in ("migrations", "local")
+    }
+
+
+def _sources() -> dict[str, list[migrate.FunctionStatement]]:
+    return {path: migrate.function_statements(text) for path, text in _source_texts().items()}
+
+
+def _released() -> dict[str, dict[str, tuple[str, str]]]:
+    """Each function the migrations define: kind (create, comment) -> (newest migration, its statement)."""
+    newest: dict[str, dict[str, tuple[str, str]]] = {}
+    for migration in migrate.discover():
+        for statement in migrate.function_statements(migration.path.read_text()):
+            newest.setdefault(statement.name, {})[statement.kind] = (migration.path.name, statement.text)
+    return {name: kinds for name, kinds in newest.items() if "create" in kinds}
+
+
+def test_every_function_has_exactly_one_source() -> None:
+    defined_in: dict[str, list[str]] = {}
+    for path, statements in _sources().items():
+        for statement in statements:
+            if statement.kind == "create":
+                defined_in.setdefault(statement.name, []).append(path)
+    problems = []
+    for name in _released():
+        paths = defined_in.get(name, [])
+        if not paths:
+            problems.append(f"{name} has no source: create sql/functions/<domain>/{name.split('.')[1]}.sql "
+                            "with its create and comment statements copied from the newest migration")
+        elif len(paths) > 1:
+            problems.append(f"{name} is defined by {len(paths)} sources ({', '.join(paths)}): keep one")
+    assert not problems, "\n".join(problems)
+
+
+def test_a_source_holds_one_function_and_its_comment_only() -> None:
+    problems = []
+    for path, text in _source_texts().items():
+        statements = migrate.function_statements(text)
+        kinds = sorted(s.kind for s in statements)
+        if len({s.name for s in statements}) != 1 or kinds not in (["create"], ["comment", "create"]) \
+                or len(migrate.split_statements(text)) != len(statements):
+            problems.append(f"{path}: a source holds one function's create and comment statements, nothing else "
+                            "(grants, revokes and drops stay in migrations)")
+    assert not problems, "\n".join(problems)
+
+
+def test_every_source_is_released() -> None:
+    released = _released()
+    unreleased = [f"{path}: no migration defines {s.name}: {RELEASE}"
+                  for path, statements in _sources().items() for s in statements
+                  if s.kind == "create" and s.name not in released]
+    assert not unreleased, "\n".join(unreleased)
+
+
+@pytest.mark.parametrize("kind", ["create", "comment"])
+def test_the_newest_migration_carries_each_source_verbatim(kind: str) -> None:
+    released = _released()
+    problems = []
+    for path, statements in _sources().items():
+        for s in statements:
+            if s.kind != kind or s.name not in released or kind not in released[s.name]:
+                continue
+            migration, text = released[s.name][kind]
+            if text != s.text:
+                problems.append(f"{path} and the newest migration with its {kind} statement ({migration}) differ: "
+                                f"edit {path} (never a released migration), then {RELEASE}")
+    assert not problems, "\n".join(problems)
+
+
+def test_every_function_has_a_comment_saying_why() -> None:
+    missing = [f"{name} has no comment: write `comment on function {name}(...) is '<why>';` in its source, "
+               f"then {RELEASE}" for name, kinds in _released().items() if "comment" not in kinds]
+    missing += [f"{path} has no comment statement: add the one its newest migration has"
+                for path, statements in _sources().items()
+                if statements and not any(s.kind == "comment" for s in statements)]
+    assert not missing, "\n".join(missing)
 
 
 def test_function_is_security_definer_with_an_empty_search_path(db: Db) -> None:
@@ -154,21 +229,72 @@ def test_customers_cannot_write_what_only_the_service_writes(
     assert db.execute(f"select count(*) as n from public.{table}").fetchone() == before
 
 
-def test_a_customer_may_file_an_intake_only_for_themselves(
-    rest: httpx.Client, user_token: Token, make_user: Callable[[], uuid.UUID],
+def _gateway(stack: StackInfo, anon_key: str, token: str) -> httpx.Client:
+    """PostgREST as supabase-js in a browser reaches it: the gateway, the anon key and the user's token."""
+    return httpx.Client(base_url=stack.supabase_url + "/rest/v1", timeout=30,
+                        headers={"apikey": anon_key, "Authorization": f"Bearer {token}"})
+
+
+def test_a_customers_direct_insert_of_an_intake_is_refused_and_writes_nothing(
+    stack: StackInfo, db: Db, anon_key: str, user_token: Token, customer: uuid.UUID,
 ) -> None:
-    alice, bob = make_user(), make_user()
-    headers = {"Authorization": f"Bearer {user_token(alice)}", "Prefer": "return=minimal"}
-    own = rest.post("/intakes", json={"customer_user_id": str(alice), "plan": "free"}, headers=headers)
-    forged = rest.post("/intakes", json={"customer_user_id": str(bob), "plan": "free"}, headers=headers)
-    signed = rest.post(
-        "/intakes",
-        json={"customer_user_id": str(alice), "plan": "free", "waiver_signed_at": "2026-01-01T00:00:00Z"},
-        headers=headers,
-    )
-    assert own.status_code == 201
-    assert forged.status_code == 403
-    assert signed.status_code in (401, 403)
+    with _gateway(stack, anon_key, user_token(customer)) as client:
+        r = client.post("/intakes", json={"customer_user_id": str(customer), "plan": "free"})
+
+    assert r.status_code in (401, 403), r.text
+    assert db.execute("select count(*) as n from public.intakes where customer_user_id = %s",
+                      (customer,)).fetchone() == {"n": 0}
+
+
+def test_the_api_roles_may_write_no_table_directly(db: Db) -> None:
+    writable = db.execute(
+        "select c.relname, r.role, p.privilege from pg_catalog.pg_class c"
+        " cross join (values ('anon'), ('authenticated')) r (role)"
+        " cross join (values ('insert'), ('update'), ('delete'), ('truncate')) p (privilege)"
+        " where c.relnamespace = 'public'::regnamespace and c.relkind in ('r', 'v', 'p')"
+        " and pg_catalog.has_table_privilege(r.role, c.oid, p.privilege)",
+    ).fetchall()
+    assert writable == []
+
+
+def test_the_api_roles_may_execute_no_private_function_but_the_read_policys(db: Db) -> None:
+    executable = db.execute(
+        "select p.oid::regprocedure::text as function, r.role from pg_catalog.pg_proc p"
+        " cross join (values ('anon'), ('authenticated')) r (role)"
+        " where p.pronamespace = 'private'::regnamespace"
+        " and pg_catalog.has_function_privilege(r.role, p.oid, 'execute')",
+    ).fetchall()
+    assert executable == [{"function": "private.in_my_queue(uuid)", "role": "authenticated"}]
+
+
+def test_a_mechanics_direct_read_of_session_assignments_equals_their_queue(
+    stack: StackInfo, rest: httpx.Client, anon_key: str, service_key: str, user_token: Token,
+    make_user: Callable[[], uuid.UUID], make_intake: MakeIntake, make_mechanic: Callable[..., uuid.UUID],
+) -> None:
+    me, someone = make_mechanic(), make_mechanic()
+    routings = [("broadcast", None), ("workshop_only", someone), ("workshop_only", me),
+                ("priority_broadcast", someone), ("priority_broadcast", me), ("hybrid", None)]
+    mine = set()
+    for routing, preferred in routings:
+        customer = make_user()
+        r = rest.post("/rpc/create_session_record", headers={"Authorization": f"Bearer {service_key}"}, json={
+            "customer_id": str(customer), "plan": "free", "intake_id": str(make_intake(customer)),
+            "payment_method": "free", "routing_type": routing,
+            "preferred_mechanic_id": str(preferred) if preferred else None,
+        })
+        assert r.status_code == 200, r.text
+        mine.add(r.json()["session_id"])
+    queue = rest.post("/rpc/mechanic_queue_for", json={"mechanic_id": str(me)},
+                      headers={"Authorization": f"Bearer {service_key}"}).json()
+
+    with _gateway(stack, anon_key, user_token(me)) as client:
+        direct = client.get("/session_assignments", params={"select": "id,session_id"}).json()
+        view = client.get("/mechanic_queue", params={"select": "assignment_id,session_id"}).json()
+
+    listed = {q["assignment_id"] for q in queue if q["session_id"] in mine}
+    assert len(listed) == 3  # broadcast and the two offers naming me; not hybrid, nor the others named
+    assert {a["id"] for a in direct if a["session_id"] in mine} == listed
+    assert {a["assignment_id"] for a in view if a["session_id"] in mine} == listed
 
 
 def test_an_active_mechanic_sees_the_queue_newest_urgent_first(

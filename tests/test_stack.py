@@ -110,6 +110,47 @@ def test_bootstrap_applied_twice_changes_nothing(stack: StackInfo) -> None:
     ]
 
 
+SUPABASE_ROLES = ("anon", "authenticated", "service_role", "authenticator", "postgres")
+
+
+def _search_paths(conn: psycopg.Connection[tuple[object, ...]]) -> dict[str, list[str]]:
+    rows = conn.execute(
+        "select r.rolname, s.setconfig from pg_catalog.pg_db_role_setting s"
+        " join pg_catalog.pg_roles r on r.oid = s.setrole where s.setdatabase = 0",
+    ).fetchall()
+    return {str(name): [c for c in config if c.startswith("search_path=")] for name, config in rows}
+
+
+def test_the_supabase_roles_get_supabases_search_path(stack: StackInfo) -> None:
+    with psycopg.connect(stack.database_url) as conn:
+        paths = _search_paths(conn)
+    for role in SUPABASE_ROLES:
+        assert paths.get(role) == ['search_path="$user", public, extensions'], (role, paths.get(role))
+
+
+def test_an_extension_in_schema_extensions_is_found_unqualified(stack: StackInfo) -> None:
+    with psycopg.connect(stack.database_url) as conn:
+        conn.execute("create extension pg_trgm with schema extensions")
+        try:
+            row = conn.execute("select similarity('brakes', 'brake') > 0").fetchone()
+        finally:
+            conn.rollback()
+    assert row == (True,)
+
+
+def test_bootstrap_refresh_gives_a_database_bootstrapped_before_the_search_path(tmp_path: Path) -> None:
+    stack = Stack(tmp_path, db_port=0, rest_port=0, gateway=False, say=lambda _: None)
+    info = stack.start()
+    try:
+        with psycopg.connect(info.database_url, autocommit=True) as conn:
+            conn.execute("alter role anon reset search_path")
+        assert migrate.bootstrap(info.database_url, refresh=True) is False  # the roles were there
+        with psycopg.connect(info.database_url) as conn:
+            assert _search_paths(conn).get("anon") == ['search_path="$user", public, extensions']
+    finally:
+        stack.stop()
+
+
 def test_auth_helpers_read_request_jwt_claims_like_supabase(stack: StackInfo) -> None:
     with psycopg.connect(stack.database_url, autocommit=True) as conn, conn.transaction():
         conn.execute(
@@ -433,3 +474,33 @@ def test_make_test_honours_pysvc_pg15_bin(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     assert "DESELECTING" not in run.stderr
     assert "1 test collected" in run.stdout
+
+
+def _pg15_without_pgtap(tmp_path: Path) -> Path:
+    """A stand-in PostgreSQL 15 whose share directory has no pgTAP or plpgsql_check."""
+    pg15 = tmp_path / "pg15" / "bin"
+    pg15.mkdir(parents=True)
+    (pg15 / "postgres").write_text("#!/bin/sh\n")
+    (pg15 / "pg_config").write_text(f"#!/bin/sh\necho {tmp_path / 'pg15' / 'share'}\n")
+    for name in ("postgres", "pg_config"):
+        (pg15 / name).chmod(0o755)
+    return pg15
+
+
+def test_make_test_without_pgtap_deselects_the_pgtap_tests_loudly(tmp_path: Path) -> None:
+    pg15 = str(_pg15_without_pgtap(tmp_path))
+    assert _make(tmp_path, "pgtap", PYSVC_PG15_BIN=pg15).returncode == 0
+    run = _make(tmp_path, "pytest", PYSVC_PG15_BIN=pg15,
+                PYTEST_ARGS="--collect-only -q tests/test_supabase_tools.py tests/test_db_types.py")
+    assert run.returncode == 0, run.stderr
+    loud = [line for line in run.stderr.splitlines() if line.startswith("!!!")]
+    assert len(loud) == 1 and "DESELECTING tests/test_supabase_tools.py" in loud[0], run.stderr
+    assert "postgresql-15-pgtap" in loud[0]
+    collected = [line for line in run.stdout.splitlines() if line.startswith("tests/")]
+    assert collected and not any(line.startswith("tests/test_supabase_tools.py") for line in collected)
+
+
+def test_make_test_under_ci_fails_without_pgtap(tmp_path: Path) -> None:
+    run = _make(tmp_path, "pgtap", PYSVC_PG15_BIN=str(_pg15_without_pgtap(tmp_path)), CI="true")
+    assert run.returncode != 0
+    assert "CI: pgTAP, plpgsql_check or pg_prove missing" in run.stderr

@@ -5,10 +5,7 @@ signatures; only Stripe's API is the local stub."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +18,9 @@ import pytest
 
 from pysvc.settings import Settings
 from tests.stripe_stub import StripeStub, event, fixture
-from tests.utils.stripe import WEBHOOK_SECRET, bearer, deliver, deliver_raw, run_outbox, stripe_stub_server
+from tests.utils.cli import pysvc
+from tests.utils.payments import open_payment, payment
+from tests.utils.stripe import bearer, deliver, deliver_raw, run_outbox, stripe_stub_server
 
 Db = psycopg.Connection[dict[str, Any]]
 Token = Callable[[uuid.UUID], str]
@@ -52,13 +51,11 @@ def test_an_expired_checkout_is_recorded_and_signing_again_opens_a_fresh_one(
     me = bearer(user_token(customer))
     intake_id = api.post("/api/intake/start", json={"plan": "quick"}, headers=me).json()["intakeId"]
     first = api.post(f"/api/intake/{intake_id}/waiver", headers=me).json()["checkoutUrl"].rsplit("/", 1)[1]
-    stripe_stub.sessions[first]["status"] = "expired"
-
-    deliver(api, event("checkout.session.expired", stripe_stub.sessions[first]))
+    deliver(api, event("checkout.session.expired", stripe_stub.expire(first)))
     second = api.post(f"/api/intake/{intake_id}/waiver", headers=me).json()["checkoutUrl"].rsplit("/", 1)[1]
 
-    rows = db.execute("select id, status from public.checkouts where intake_id = %s order by created_at",
-                      (intake_id,)).fetchall()
+    rows = db.execute("select checkout_session_id as id, status from public.payments where intake_id = %s"
+                      " order by attempt", (intake_id,)).fetchall()
     assert rows == [{"id": first, "status": "expired"}, {"id": second, "status": "open"}]
     assert stripe_stub.sessions[second]["expires_at"] > stripe_stub.sessions[second]["created"] + 29 * 60
 
@@ -87,10 +84,10 @@ def test_a_full_refund_from_the_dashboard_cancels_a_pending_session_without_a_se
     checkout = paid_checkout()
     session_id = deliver(api, event("checkout.session.completed", checkout)).json()["sessionId"]
 
-    r = deliver(api, event("charge.refunded", charge(checkout, refunded=checkout["amount_total"])))
+    replies = [deliver(api, evt) for evt in stripe_stub.dashboard_refund(checkout["payment_intent"])]
     run_outbox(stripe_settings)
 
-    assert r.json()["status"] == "processed"
+    assert [r.json()["status"] for r in replies] == ["processed", "processed"]
     assert db.execute("select status from public.sessions where id = %s", (session_id,)).fetchone() == {
         "status": "cancelled"}
     assert session_events(db, session_id) == ["created", "cancelled", "refunded"]
@@ -106,27 +103,32 @@ def test_a_dashboard_refund_settles_a_refund_of_ours_still_queued(
     session_id = deliver(api, event("checkout.session.completed", checkout)).json()["sessionId"]
     api.post(f"/api/sessions/{session_id}/cancel", headers=bearer(user_token(customer)))  # refund queued
 
-    deliver(api, event("charge.refunded", charge(checkout, refunded=checkout["amount_total"])))
+    for evt in stripe_stub.dashboard_refund(checkout["payment_intent"]):
+        deliver(api, evt)
     run_outbox(stripe_settings)
 
     row = db.execute("select status, payment_intent from public.stripe_outbox where session_id = %s",
                      (session_id,)).fetchone()
-    assert row == {"status": "sent", "payment_intent": checkout["payment_intent"]}
+    assert row == {"status": "cancelled", "payment_intent": checkout["payment_intent"]}
+    assert db.execute("select status from public.payments where session_id = %s", (session_id,)).fetchone() == {
+        "status": "refunded"}
     assert not [c for c in stripe_stub.calls_to("POST", "/v1/refunds")
                 if c.params.get("metadata[checkout_session_id]") == checkout["id"]]
 
 
 def test_a_partial_refund_is_only_recorded(
-    api: httpx.Client, db: Db, paid_checkout: PaidCheckout,
+    api: httpx.Client, db: Db, stripe_stub: StripeStub, paid_checkout: PaidCheckout,
 ) -> None:
     checkout = paid_checkout()
     session_id = deliver(api, event("checkout.session.completed", checkout)).json()["sessionId"]
 
-    deliver(api, event("charge.refunded", charge(checkout, refunded=100)))
+    for evt in stripe_stub.dashboard_refund(checkout["payment_intent"], 100):
+        deliver(api, evt)
 
     assert db.execute("select status from public.sessions where id = %s", (session_id,)).fetchone() == {
         "status": "pending"}
-    assert session_events(db, session_id) == ["created", "refunded"]
+    assert db.execute("select status, amount_refunded from public.payments where session_id = %s",
+                      (session_id,)).fetchone() == {"status": "consumed", "amount_refunded": 100}
 
 
 def test_a_dispute_flags_the_session_once(api: httpx.Client, db: Db, paid_checkout: PaidCheckout) -> None:
@@ -223,38 +225,28 @@ def own_stripe() -> Iterator[StripeStub]:
         yield stub
 
 
-def pysvc(settings: Settings, stub_url: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SUPABASE_", "STRIPE_"))}
-    env.update({
-        "SUPABASE_REST_URL": settings.rest_url,
-        "SUPABASE_SERVICE_ROLE_KEY": settings.supabase_service_role_key.get_secret_value(),
-        "SUPABASE_JWT_SECRET": "unused-by-these-commands-but-required",
-        "STRIPE_SECRET_KEY": "sk_test_stub", "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET, "STRIPE_API_BASE": stub_url,
-    })
-    return subprocess.run([sys.executable, "-m", "pysvc", *args], capture_output=True, text=True, env=env,
-                          cwd=cwd, timeout=120, check=False)
-
-
-def paid_on(stub: StripeStub, api: httpx.Client, customer: uuid.UUID, token: str, plan: str = "standard",
+def paid_on(stub: StripeStub, api: httpx.Client, db: Db, customer: uuid.UUID, token: str, plan: str = "standard",
             price: int = 2999) -> dict[str, Any]:
-    """A paid checkout that only Stripe knows about: no webhook was ever delivered."""
+    """A paid checkout that only Stripe knows about: opened by the waiver, but no webhook was ever delivered."""
     intake_id = api.post("/api/intake/start", json={"plan": plan}, headers=bearer(token)).json()["intakeId"]
+    checkout_id = open_payment(db, customer, intake_id)
+    payment_id = payment(db, checkout_id)["id"]
     checkout = stub.checkout_session(
-        status="complete", payment_status="paid", amount_total=price, currency="usd", created=1_900_000_000,
-        client_reference_id=str(customer), metadata={
+        id=checkout_id, status="complete", payment_status="paid", amount_total=price, currency="usd",
+        created=1_900_000_000, client_reference_id=str(customer), metadata={
             "customer_id": str(customer), "intake_id": intake_id, "plan": plan, "session_type": "video",
-            "urgent": "false", "is_specialist": "false", "preferred_mechanic_id": "", "routing_type": "broadcast"})
+            "payment_id": str(payment_id)})
     stub.sessions[checkout["id"]] = checkout
     return checkout
 
 
 def test_reconcile_fulfils_what_no_webhook_delivered_and_a_second_run_finds_it_done(
-    api: httpx.Client, own_stripe: StripeStub, make_user: Callable[[], uuid.UUID], user_token: Token,
+    api: httpx.Client, db: Db, own_stripe: StripeStub, make_user: Callable[[], uuid.UUID], user_token: Token,
     stripe_settings: Settings, counts: Counts, tmp_path: Path,
 ) -> None:
     paying, conflicted = make_user(), make_user()
-    paid = paid_on(own_stripe, api, paying, user_token(paying))
-    refused = paid_on(own_stripe, api, conflicted, user_token(conflicted))
+    paid = paid_on(own_stripe, api, db, paying, user_token(paying))
+    refused = paid_on(own_stripe, api, db, conflicted, user_token(conflicted))
     api.post("/api/intake/start", json={"plan": "free"}, headers=bearer(user_token(conflicted)))
 
     first = pysvc(stripe_settings, own_stripe.base_url, "stripe", "reconcile", "--since", "3650d", cwd=tmp_path)
@@ -273,10 +265,11 @@ def test_replay_completes_a_failed_event_once_its_cause_is_fixed_and_a_stuck_one
     stripe_stub: StripeStub, tmp_path: Path, counts: Counts, customer: uuid.UUID,
 ) -> None:
     checkout = paid_checkout()
-    broken = event("checkout.session.completed", {**checkout, "amount_total": 1})  # refused: wrong amount
+    garbled = {**checkout["metadata"], "customer_id": "not-a-uuid"}
+    broken = event("checkout.session.completed", {**checkout, "metadata": garbled})  # refused: no customer
     assert deliver(api, broken).json()["status"] == "failed"
-    db.execute("update public.stripe_events set payload = jsonb_set(payload, '{data,object,amount_total}', %s)"
-               " where id = %s", (json.dumps(checkout["amount_total"]), broken["id"]))  # the cause, fixed
+    db.execute("update public.stripe_events set payload = jsonb_set(payload, '{data,object,metadata,customer_id}', %s)"
+               " where id = %s", (json.dumps(checkout["metadata"]["customer_id"]), broken["id"]))  # the cause, fixed
     stuck = event("checkout.session.completed", checkout)
     db.execute("insert into public.stripe_events (id, type, payload, received_at) values"
                " (%s, %s, %s, now() - interval '1 hour')", (stuck["id"], stuck["type"], json.dumps(stuck)))

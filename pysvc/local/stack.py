@@ -382,7 +382,7 @@ class Stack:
             self._ensure_postgres(state, started)
             database_url = str(state["database_url"])
             with self._step("Supabase roles, auth schema and migrations"):
-                created = migrate.bootstrap(database_url)
+                created = migrate.bootstrap(database_url, refresh=not self.external_database_url)
                 self._set_authenticator_password(database_url, created)
                 applied = migrate.apply_pending(database_url)
                 bootstrap = "applied" if created else "already present"

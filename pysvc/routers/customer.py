@@ -7,8 +7,7 @@ from uuid import UUID
 from fastapi import APIRouter
 
 from pysvc import errors
-from pysvc.deps import Customer, Svc, User
-from pysvc.lifecycle import SessionState as State
+from pysvc.deps import SIGNED_IN, Customer, Svc, User
 from pysvc.schemas import (
     Credits,
     IntakeStart,
@@ -21,10 +20,6 @@ from pysvc.schemas import (
 )
 
 router = APIRouter(prefix="/api", tags=["customer"])
-
-SIGNED_IN = (errors.Unauthenticated, errors.UnknownUser, errors.InvalidRequest, errors.AuthUnavailable,
-             errors.BackendUnavailable)
-
 
 @router.post(
     "/intake/start", response_model=IntakeStarted, response_model_exclude_none=True,
@@ -61,19 +56,13 @@ async def active_session(customer: Customer, svc: Svc) -> SessionOut:
                       intake_id=active.intake_id)
 
 
-def state_out(state: State) -> SessionState:
-    return SessionState(session_id=state.session_id, status=state.status, type=state.session_type, plan=state.plan,
-                        mechanic_id=state.mechanic_id, assignment_id=state.assignment_id, refund=state.refund,
-                        changed=state.changed)
-
-
 @router.post(
     "/sessions/{session_id}/cancel", response_model=SessionState,
     summary="Cancel before the session starts; the money goes back (Stripe refund or credits)",
     responses=error_responses(*SIGNED_IN, errors.SessionNotFound, errors.SessionNotCancellable),
 )
 async def cancel_session(session_id: UUID, customer: Customer, svc: Svc) -> SessionState:
-    return state_out(await svc.lifecycle.cancel(session_id, customer))
+    return await svc.lifecycle.cancel(session_id, customer)
 
 
 @router.get(

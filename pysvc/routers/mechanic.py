@@ -8,8 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter
 
 from pysvc import errors
-from pysvc.deps import Mechanic, Svc
-from pysvc.routers.customer import SIGNED_IN, state_out
+from pysvc.deps import SIGNED_IN, Mechanic, Svc
 from pysvc.schemas import QueuedSession, SessionState, error_responses
 
 router = APIRouter(prefix="/api", tags=["mechanic"])
@@ -23,11 +22,7 @@ ON_SESSION = (*AS_MECHANIC, errors.SessionNotFound, errors.NotAssignedMechanic, 
     responses=error_responses(*AS_MECHANIC),
 )
 async def queue(mechanic: Mechanic, svc: Svc) -> list[QueuedSession]:
-    return [
-        QueuedSession(assignment_id=q.assignment_id, session_id=q.session_id, type=q.session_type, plan=q.plan,
-                      urgent=q.urgent, offered_at=q.offered_at, preferred=q.preferred)
-        for q in await svc.lifecycle.queue(mechanic)
-    ]
+    return await svc.lifecycle.queue(mechanic)
 
 
 @router.post(
@@ -37,19 +32,33 @@ async def queue(mechanic: Mechanic, svc: Svc) -> list[QueuedSession]:
                               errors.AssignmentClosed),
 )
 async def accept(assignment_id: UUID, mechanic: Mechanic, svc: Svc) -> SessionState:
-    return state_out(await svc.lifecycle.accept(assignment_id, mechanic))
+    return await svc.lifecycle.accept(assignment_id, mechanic)
 
 
-@router.post("/sessions/{session_id}/start", response_model=SessionState, summary="waiting → live",
-             responses=error_responses(*ON_SESSION))
+@router.post(
+    "/assignments/{assignment_id}/decline", response_model=SessionState,
+    summary="Turn down an offer made to you by name: it is offered to everyone at once",
+    description="Only the mechanic an offer names (the customer's preferred mechanic) may decline it. A "
+                "priority_broadcast or workshop_only session is then offered to every mechanic (hybrid: every "
+                "specialist) from now; nothing is refunded. Declining again is 409 ASSIGNMENT_ALREADY_DECLINED.",
+    responses=error_responses(*AS_MECHANIC, errors.NotPreferredMechanic, errors.AssignmentNotFound,
+                              errors.AssignmentAlreadyDeclined, errors.AssignmentClosed),
+)
+async def decline(assignment_id: UUID, mechanic: Mechanic, svc: Svc) -> SessionState:
+    return await svc.lifecycle.decline(assignment_id, mechanic)
+
+
+@router.post("/sessions/{session_id}/start", response_model=SessionState,
+             summary="waiting → live, once the customer has signed the waiver",
+             responses=error_responses(*ON_SESSION, errors.WaiverNotSigned))
 async def start(session_id: UUID, mechanic: Mechanic, svc: Svc) -> SessionState:
-    return state_out(await svc.lifecycle.start(session_id, mechanic))
+    return await svc.lifecycle.start(session_id, mechanic)
 
 
 @router.post("/sessions/{session_id}/complete", response_model=SessionState, summary="live → completed",
              responses=error_responses(*ON_SESSION))
 async def complete(session_id: UUID, mechanic: Mechanic, svc: Svc) -> SessionState:
-    return state_out(await svc.lifecycle.complete(session_id, mechanic))
+    return await svc.lifecycle.complete(session_id, mechanic)
 
 
 @router.post(
@@ -58,4 +67,4 @@ async def complete(session_id: UUID, mechanic: Mechanic, svc: Svc) -> SessionSta
     responses=error_responses(*ON_SESSION),
 )
 async def release(session_id: UUID, mechanic: Mechanic, svc: Svc) -> SessionState:
-    return state_out(await svc.lifecycle.release(session_id, mechanic))
+    return await svc.lifecycle.release(session_id, mechanic)

@@ -10,7 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 
 from pysvc.deps import Svc, bearer
 from pysvc.errors import Unauthenticated
-from pysvc.metrics import CONTENT_TYPE
+from pysvc.ops_stats import CONTENT_TYPE, scrape
 
 router = APIRouter(tags=["ops"])
 
@@ -23,4 +23,4 @@ async def metrics(
     if token is not None and not (credentials and secrets.compare_digest(
             credentials.credentials.encode(), token.get_secret_value().encode())):
         raise Unauthenticated("Authorization: Bearer <METRICS_TOKEN> is required")
-    return Response(await svc.metrics.scrape(svc.rpc), media_type=CONTENT_TYPE)
+    return Response(await scrape(svc.metrics, svc.rpc), media_type=CONTENT_TYPE)

@@ -51,7 +51,7 @@ async def stripe_webhook(
         303: {"description": "Browsers: to the app's page for the outcome.",
               "headers": {"Location": {"schema": {"type": "string"}}}},
         202: {"model": CheckoutPending, "description": "JSON: the payment has not settled yet."},
-        **error_responses(errors.CheckoutNotFound, errors.ActiveSessionExists, errors.CheckoutInvalid,
+        **error_responses(errors.CheckoutNotFound, errors.PaymentRefunded, errors.CheckoutInvalid,
                           errors.InvalidRequest, errors.StripeRefused, errors.StripeNotConfigured,
                           errors.BackendUnavailable),
     },
@@ -60,10 +60,13 @@ async def checkout_success(
     session_id: Annotated[str, Query(pattern=CHECKOUT_ID, description="The Checkout Session id (cs_…).")],
     request: Request, svc: Svc,
 ) -> Response:
+    payment = await svc.store.payment_of_checkout(session_id)
+    if payment is None:  # not a Checkout of ours: answered without spending Stripe's rate limit on it
+        raise errors.CheckoutNotFound("this service opened no such checkout")
     outcome = await svc.fulfilment.fulfil(await svc.stripe.retrieve_checkout(session_id))
     app = svc.settings.app_url
     as_json = "application/json" in request.headers.get("accept", "")
-    if outcome.result is not None:
+    if outcome.result is not None and outcome.result.session_id is not None:
         page = pages.waiting_room(outcome.result.session_id)
         if as_json:
             return JSONResponse(CheckoutFulfilled(session_id=outcome.result.session_id, redirect=page)
@@ -79,6 +82,5 @@ async def checkout_success(
         return RedirectResponse(app + pages.checkout_ended(refunded, reason), status_code=303)
     if refunded:
         extra = {k: v for k, v in outcome.detail.items() if k == "activeSessionId"}
-        raise errors.ActiveSessionExists("this payment could not be used and was refunded", refunded=True,
-                                         reason=reason, **extra)
+        raise errors.PaymentRefunded(reason=reason, **extra)
     raise errors.CheckoutInvalid(f"this checkout cannot be fulfilled: {reason}")

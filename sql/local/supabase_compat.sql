@@ -22,8 +22,21 @@ $$;
 
 grant anon, authenticated, service_role to authenticator;
 
+-- Supabase creates extensions in their own schema (`create extension ... with schema extensions`)
+-- and puts it on every role's search_path, so unqualified calls (pgTAP's plan(), ok() ...) resolve.
 create schema if not exists extensions;
 grant usage on schema extensions to anon, authenticated, service_role;
+alter role anon set search_path = "$user", public, extensions;
+alter role authenticated set search_path = "$user", public, extensions;
+alter role service_role set search_path = "$user", public, extensions;
+alter role authenticator set search_path = "$user", public, extensions;
+do $$
+begin
+  if exists (select 1 from pg_catalog.pg_roles where rolname = 'postgres') then
+    alter role postgres set search_path = "$user", public, extensions;
+  end if;
+end
+$$;
 
 create schema if not exists auth;
 grant usage on schema auth to anon, authenticated, service_role;

@@ -4,6 +4,7 @@ history, and the invariants every transition must leave intact."""
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections import Counter
 from typing import Any
@@ -84,7 +85,7 @@ def assert_invariants(db: Db, session_id: str) -> None:
 
 def _assert_refunded_iff_ended_unstarted(db: Db, session: dict[str, Any], events: list[str]) -> None:
     ended_unstarted = session["status"] in ("cancelled", "expired")
-    method = session["metadata"].get("payment_method")
+    method = session["payment_method"]
     outbox = db.execute(
         "select count(*) as n from public.stripe_outbox where session_id = %s and kind = 'refund'", (session["id"],),
     ).fetchone()
@@ -105,3 +106,14 @@ def _assert_refunded_iff_ended_unstarted(db: Db, session: dict[str, Any], events
     assert credited["n"] == (1 if ended_unstarted and method == "credits" else 0)
     if credited["n"]:
         assert credited["back"] == debit["cost"]
+
+
+def pg_cron_command() -> str:
+    """The SQL pg_cron's `pysvc-expire-sessions` job runs, as the newest migration scheduling it says."""
+    from pysvc import migrate
+
+    found = [m.group(1) for migration in migrate.discover()
+             for m in re.finditer(r"cron\.schedule\('pysvc-expire-sessions', '[^']*', '([^']*)'\)",
+                                  migration.path.read_text())]
+    assert found, "no migration schedules pysvc-expire-sessions"
+    return found[-1]

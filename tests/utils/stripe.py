@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import stripe
 
 from pysvc.outbox import Outbox
 from pysvc.postgrest import Rpc, connect
@@ -58,3 +59,9 @@ def stripe_stub_server() -> Iterator[StripeStub]:
         yield stub
     finally:
         server.shutdown()
+
+
+def stripe_client(stub: StripeStub, key: str = "sk_test_stub") -> stripe.StripeClient:
+    """The official `stripe` library pointed at the stub, without its own retries."""
+    return stripe.StripeClient(key, base_addresses={"api": stub.base_url},
+                               http_client=stripe.HTTPXClient(allow_sync_methods=True), max_network_retries=0)
