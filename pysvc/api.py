@@ -28,7 +28,7 @@ from pysvc.deps import Services
 from pysvc.errors import ApiError
 from pysvc.logs import configure_logging
 from pysvc.middleware import BodyLimitMiddleware, RequestIdMiddleware
-from pysvc.responses import internal_error, invalid_request, render
+from pysvc.responses import internal_error, invalid_request, render, unreadable_body
 from pysvc.routers import app_pages, customer, health, mechanic, ops, stripe
 from pysvc.settings import Settings, load_settings
 
@@ -50,7 +50,7 @@ async def on_http(_: Request, exc: Exception) -> JSONResponse:
     """Starlette's own answers (404 no route, 405 wrong method …) in the same shape, headers kept."""
     assert isinstance(exc, HTTPException)
     if exc.status_code == 400:  # FastAPI could not read the body at all
-        return JSONResponse({"error": str(exc.detail), "code": "INVALID_REQUEST"}, status_code=422)
+        return unreadable_body(str(exc.detail))
     return JSONResponse({"error": str(exc.detail), "code": f"HTTP_{exc.status_code}"},
                         status_code=exc.status_code, headers=exc.headers)
 

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from starlette.types import Message, Receive, Scope, Send
 
 from pysvc.errors import ApiError, Unauthenticated
-from pysvc.responses import internal_error, invalid_request, render
+from pysvc.responses import internal_error, invalid_request, render, unreadable_body
 from pysvc.schemas import IntakeStart
 
 if TYPE_CHECKING:
@@ -61,6 +61,9 @@ class IntakeFastPath:
         except json.JSONDecodeError as exc:
             await invalid_request([{"loc": ("body", exc.pos), "msg": "JSON decode error"}])(scope, receive, send)
             return
+        except UnreadableBody:
+            await unreadable_body()(scope, receive, send)
+            return
         except Exception as exc:  # the framework's last-resort handler is not in front of this route
             log.error("unhandled error", exc_info=exc)
             await internal_error()(scope, receive, send)
@@ -91,9 +94,18 @@ def parse_body(scope: Scope, raw: bytes) -> Any:
         if key == b"content-type":
             kind, _, subtype = bytes(value).split(b";", 1)[0].strip().lower().partition(b"/")
             if kind == b"application" and (subtype == b"json" or subtype.endswith(b"+json")):
-                return json.loads(raw)
+                try:
+                    return json.loads(raw)
+                except json.JSONDecodeError:
+                    raise
+                except Exception as exc:  # not UTF-8, nested too deep: FastAPI's 400, answered as 422
+                    raise UnreadableBody() from exc
             break
     return raw
+
+
+class UnreadableBody(Exception):
+    """The body could not be read as JSON at all (FastAPI: "There was an error parsing the body")."""
 
 
 def bearer_token(scope: Scope) -> str:

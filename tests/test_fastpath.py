@@ -21,6 +21,8 @@ REFUSALS: dict[str, dict[str, Any]] = {
     "malformed JSON": {"content": b"{not json", "headers": {"Content-Type": "application/json"}},
     "malformed JSON, no token": {"content": b"{no", "headers": {"Content-Type": "application/json"}, "token": False},
     "JSON without a content type": {"content": b'{"plan": "free"}'},
+    "JSON nested too deep": {"content": b"[" * 30000 + b"]" * 30000, "headers": {"Content-Type": "application/json"}},
+    "a body that is not UTF-8": {"content": b"}9\xc4.\x17}\xff\xfe", "headers": {"Content-Type": "application/json"}},
     "JSON sent as text": {"content": b'{"plan": "free"}', "headers": {"Content-Type": "text/plain"}},
     "a JSON subtype": {"content": b'{"plan": "gold"}', "headers": {"Content-Type": "application/vnd.x+json"}},
     "empty body": {"content": b""},
