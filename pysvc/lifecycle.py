@@ -1,6 +1,7 @@
 """The RPC client for a session's life after creation: accept, decline, start, complete, release,
 cancel, the mechanic's queue, the sweep and the limits it obeys. Each is one SQL function, one
-transaction, under the customer's lock (sql/functions/lifecycle/); this module only types the calls."""
+transaction, under the customer's lock (sql/functions/lifecycle/, sql/functions/routing/); this module
+only types the calls (into the API's own models: the SQL says session_type where the API says type)."""
 
 from __future__ import annotations
 

@@ -91,6 +91,7 @@ class TimelineEntry(Body):
     event: str
     at: datetime
     user_id: UUID | None = None
+    reason: str | None = Field(default=None, description="Why, when the event has a reason (e.g. no_show, time_limit).")
 
 
 class PaymentSummary(Body):

@@ -119,7 +119,8 @@ class Store:
         rows = await self.rpc.select("sessions", {
             "select": "id,type,status,plan,intake_id,created_at,started_at,urgent,routing_type,"
                       "intakes(waiver_signed_at),session_participants(user_id,role),"
-                      "session_events(event_type,user_id,created_at),payments(status,amount,currency,amount_refunded)",
+                      "session_events(event_type,user_id,created_at,reason:metadata->>reason),"
+                      "payments(status,amount,currency,amount_refunded)",
             "id": f"eq.{session_id}",
         })
         if not rows:
@@ -138,7 +139,8 @@ class Store:
             routing_type=row["routing_type"],
             mechanic_id=next((u for u, role in people.items() if role == "mechanic"), None),
             payment=PaymentSummary.model_validate(payment) if payment else None,
-            timeline=[TimelineEntry(event=e["event_type"], at=e["created_at"], user_id=e["user_id"]) for e in events],
+            timeline=[TimelineEntry(event=e["event_type"], at=e["created_at"], user_id=e["user_id"], reason=e["reason"])
+                      for e in events],
         )
 
     async def credits(self, customer_id: UUID, recent: int = 20) -> Credits:

@@ -123,12 +123,13 @@ def test_a_checkout_paid_after_the_catalog_changed_buys_the_session_it_was_sold(
     r = deliver(api, event("checkout.session.completed", stripe_stub.pay(opened)))
 
     assert (r.status_code, r.json()["status"]) == (200, "processed"), r.text
-    session = db.execute("select plan, status, metadata from public.sessions where id = %s",
+    session = db.execute("select plan, status, metadata, preferred_mechanic_id, routing_type from public.sessions"
+                         " where id = %s",
                          (r.json()["sessionId"],)).fetchone()
     assert session is not None and (session["plan"], session["status"], session["metadata"]["amount_paid"]) == (
         plan, "pending", 4999)  # the price the customer was shown
     if change == "preferred mechanic deactivated":
-        routing = (session["metadata"]["preferred_mechanic_id"], session["metadata"]["routing_type"])
+        routing = (session["preferred_mechanic_id"], session["routing_type"])
         assert routing == (None, "broadcast")
     assert payment(db, opened)["status"] == "consumed"
     assert refunds_of(stripe_stub, opened) == []

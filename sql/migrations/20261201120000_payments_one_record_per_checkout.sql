@@ -38,7 +38,7 @@ create table public.payments (
     status not in ('paid', 'consumed', 'refund_requested', 'refunded', 'refund_failed')
     or (paid_at is not null and checkout_session_id is not null)
   ),
-  constraint payments_refunded_in_full check (status <> 'refunded' or amount_refunded >= amount),
+  constraint payments_refunded_in_full check (status <> 'refunded' or amount_refunded >= coalesce(amount_paid, amount)),
   constraint payments_refunds_within_amount check (amount_refunded <= greatest(amount, coalesce(amount_paid, 0)))
 );
 create index payments_customer_user_id_idx on public.payments (customer_user_id);

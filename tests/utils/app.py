@@ -10,17 +10,18 @@ from typing import Any
 
 import uvicorn
 
-from pysvc.api import create_app
+from pysvc.api import Api, create_app
 from pysvc.local.stack import StackInfo, free_port
 from pysvc.settings import Settings
 
 
 @contextlib.contextmanager
-def running_api(settings: Settings, *, fast_path: bool = True) -> Iterator[str]:
-    """The real FastAPI app on uvicorn, on a free port, driven over real HTTP. `fast_path=False`: the hot
-    route served by its FastAPI declaration instead (pysvc.fastpath), to compare the two."""
+def running_api(settings: Settings, app: Api | None = None, *, fast_path: bool = True) -> Iterator[str]:
+    """The real FastAPI app (this one, or one made from settings) on uvicorn, on a free port, driven over
+    real HTTP. `fast_path=False`: the hot route served by its FastAPI declaration instead (pysvc.fastpath),
+    to compare the two."""
     port = free_port()
-    app = create_app(settings)
+    app = app or create_app(settings)
     if not fast_path:
         app.fast = None
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))

@@ -10,9 +10,9 @@ declare
   v_session public.sessions%rowtype;
   v_assignment public.session_assignments%rowtype;
   v_due jsonb;
-  v_expired uuid[] := '{}';
-  v_released uuid[] := '{}';
-  v_ended uuid[] := '{}';
+  v_expired uuid[] := '{}'::uuid[];
+  v_released uuid[] := '{}'::uuid[];
+  v_ended uuid[] := '{}'::uuid[];
   v_skipped integer := 0;
 begin
   if max_sessions is null or max_sessions not between 1 and 10000 then

@@ -1,25 +1,30 @@
 -- Row level security per role, with the claims PostgREST sets from the JWT: a customer reads only
--- her own rows, a mechanic only the queued offers, anon only the plans on sale, and nobody but the
--- service writes a session. Run alone: `pg_prove -d <url> this-file`.
+-- her own rows, a mechanic only the offers routing makes her, anon only the plans on sale, and
+-- nobody but the service writes. Run alone: `pg_prove -d <url> this-file`.
 begin;
 create extension if not exists pgtap with schema extensions;
-select plan(32);
+select plan(33);
 
--- Alice, Bob and Cy each have a session and an intake, Alice and Bob credits; Mia is an active mechanic, Rex retired.
+-- Alice, Bob, Cy and Dee each have a session and an intake, Alice and Bob credits; Mia and Max are
+-- active mechanics, Rex retired.
 insert into auth.users (id, email) values
   ('a11ce000-0000-4000-8000-000000000001', 'alice@example.com'),
   ('b0b00000-0000-4000-8000-000000000002', 'bob@example.com'),
   ('3e000000-0000-4000-8000-000000000001', 'mia@example.com'),
+  ('3e000000-0000-4000-8000-000000000002', 'max@example.com'),
   ('3e000000-0000-4000-8000-000000000003', 'rex@example.com');
 insert into public.mechanics (user_id, display_name, active) values
   ('3e000000-0000-4000-8000-000000000001', 'Mia', true),
+  ('3e000000-0000-4000-8000-000000000002', 'Max', true),
   ('3e000000-0000-4000-8000-000000000003', 'Rex', false);
 insert into public.plans (code, session_type, price_cents, is_free, active)
 values ('withdrawn', 'chat', 0, true, false);
 insert into public.credit_entries (customer_user_id, delta, reason) values
   ('a11ce000-0000-4000-8000-000000000001', 3, 'grant'),
   ('b0b00000-0000-4000-8000-000000000002', 5, 'grant');
-insert into auth.users (id, email) values ('c0000000-0000-4000-8000-00000000000c', 'cy@example.com');
+insert into auth.users (id, email) values
+  ('c0000000-0000-4000-8000-00000000000c', 'cy@example.com'),
+  ('d0000000-0000-4000-8000-00000000000d', 'dee@example.com');
 do $$
 declare
   v_cy uuid;
@@ -34,6 +39,10 @@ begin
   perform public.accept_assignment(
     (select a.id from public.session_assignments a where a.session_id = v_cy),
     '3e000000-0000-4000-8000-000000000001');
+  -- Dee asks for Max by name, and for nobody else (workshop_only).
+  perform public.create_session_record('d0000000-0000-4000-8000-00000000000d', 'free',
+    '1d000000-0000-4000-8000-000000000001', 'free', routing_type => 'workshop_only',
+    preferred_mechanic_id => '3e000000-0000-4000-8000-000000000002', intake => '{}');
 end
 $$;
 
@@ -47,8 +56,10 @@ where a.status = 'queued' and s.customer_user_id in
    'c0000000-0000-4000-8000-00000000000c');
 create temporary table cy_session as
 select id from public.sessions where customer_user_id = 'c0000000-0000-4000-8000-00000000000c';
+create temporary table dee_session as
+select id from public.sessions where customer_user_id = 'd0000000-0000-4000-8000-00000000000d';
 create temporary table plans_on_sale as select code from public.plans where active;
-grant select on alice_session, open_offers, cy_session, plans_on_sale to anon, authenticated;
+grant select on alice_session, open_offers, cy_session, dee_session, plans_on_sale to anon, authenticated;
 
 select is((select count(*) from open_offers), 2::bigint, 'Alice''s and Bob''s sessions are open offers');
 
@@ -110,7 +121,7 @@ select is_empty($$select 1 from public.mechanic_queue$$, 'a customer sees no que
 select is_empty($$select 1 from public.mechanics$$, 'a customer sees no mechanic profiles');
 select throws_ok(
   $$insert into public.intakes (customer_user_id, plan) values ('a11ce000-0000-4000-8000-000000000001', 'free')$$,
-  '42501', null, 'Alice cannot write even her own intake directly: intakes are written by the functions'
+  '42501', null, 'Alice files no intake around the service, not even her own'
 );
 select throws_ok(
   $$insert into public.intakes (customer_user_id, plan) values ('b0b00000-0000-4000-8000-000000000002', 'free')$$,
@@ -132,7 +143,7 @@ select throws_ok(
 );
 select throws_ok($$select 1 from public.stripe_outbox$$, '42501', null, 'Alice cannot read the Stripe outbox');
 
--- Mia, an active mechanic: the open offers and her own profile, no customer's data.
+-- Mia, an active mechanic: the offers routing makes her and her own profile, no customer's data.
 set local request.jwt.claims to '{"sub": "3e000000-0000-4000-8000-000000000001", "role": "authenticated"}';
 select is_empty($$select 1 from public.sessions$$, 'she reads no customer''s session');
 select bag_eq(
@@ -142,9 +153,10 @@ select bag_eq(
 );
 select bag_eq(
   $$select session_id from public.mechanic_queue
-    where session_id in (select session_id from open_offers union all select id from cy_session)$$,
+    where session_id in (select session_id from open_offers union all select id from cy_session
+                         union all select id from dee_session)$$,
   $$select session_id from open_offers$$,
-  'she sees Alice''s and Bob''s open offers, not Cy''s session she already holds'
+  'she sees Alice''s and Bob''s open offers, not Cy''s that she holds nor Dee''s asked of Max'
 );
 select results_eq(
   $$select user_id from public.mechanics$$,
@@ -155,6 +167,14 @@ select is_empty(
   $$select 1 from public.intakes union all select 1 from public.credit_entries
     union all select 1 from public.session_events$$,
   'she reads no intake, credit or event'
+);
+
+-- Max: Dee's offer, which routing makes to him alone.
+set local request.jwt.claims to '{"sub": "3e000000-0000-4000-8000-000000000002", "role": "authenticated"}';
+select bag_eq(
+  $$select session_id from public.session_assignments where session_id in (select id from dee_session)$$,
+  $$select id from dee_session$$,
+  'Max sees the offer Dee made him by name'
 );
 
 -- Rex, retired: nothing.

@@ -1,8 +1,8 @@
--- The lifecycle: accept (first mechanic wins), start, complete, release, cancel, expire, and
--- what each refuses. Refunds are payments.test.sql's. Run alone: `pg_prove -d <url> this-file`.
+-- The lifecycle: accept (first mechanic wins), start (once the waiver is signed), complete,
+-- release, cancel, expire, and what each refuses. Refunds are payments.test.sql's. Run alone: `pg_prove -d <url> this-file`.
 begin;
 create extension if not exists pgtap with schema extensions;
-select plan(30);
+select plan(31);
 
 -- Alice and Bob are customers; Mia and Max active mechanics; Rex a retired one.
 insert into auth.users (id, email) values
@@ -21,7 +21,6 @@ set local role service_role;
 create temporary table s on commit drop as
 select (public.create_session_record('a11ce000-0000-4000-8000-000000000001', 'free',
   '1a000000-0000-4000-8000-000000000001', 'free', intake => '{}') ->> 'session_id')::uuid as id;
-update public.intakes set waiver_signed_at = now() where waiver_signed_at is null;  -- start needs it
 create temporary table a on commit drop as
 select sa.id from public.session_assignments sa where sa.session_id = (select id from s);
 
@@ -90,9 +89,16 @@ select is(
     '3e000000-0000-4000-8000-000000000002') ->> 'mechanic_id',
   '3e000000-0000-4000-8000-000000000002', 'Max accepts the fresh offer'
 );
+select throws_like(
+  $$select public.start_session((select id from s), '3e000000-0000-4000-8000-000000000002')$$,
+  '%"code": "WAIVER_NOT_SIGNED"%', 'nobody starts it before the customer signs the waiver'
+);
+reset role;
+update public.intakes set waiver_signed_at = now() where id = '1a000000-0000-4000-8000-000000000001';
+set local role service_role;
 select is(
   public.start_session((select id from s), '3e000000-0000-4000-8000-000000000002') ->> 'status',
-  'live', 'Max starts it: live'
+  'live', 'once she has, Max starts it: live'
 );
 select is(
   public.start_session((select id from s), '3e000000-0000-4000-8000-000000000002') ->> 'changed',
@@ -116,7 +122,6 @@ select results_eq(
 create temporary table s2 on commit drop as
 select (public.create_session_record('a11ce000-0000-4000-8000-000000000001', 'trial',
   '1a000000-0000-4000-8000-000000000002', 'free', intake => '{}') ->> 'session_id')::uuid as id;
-update public.intakes set waiver_signed_at = now() where waiver_signed_at is null;  -- start needs it
 select throws_like(
   $$select public.cancel_session((select id from s2), 'b0b00000-0000-4000-8000-000000000002')$$,
   '%"code": "SESSION_NOT_FOUND"%', 'Bob cannot cancel Alice''s session: it is not found'
@@ -141,7 +146,6 @@ create temporary table s4 on commit drop as
 select (public.create_session_record('a11ce000-0000-4000-8000-000000000001', 'free',
   '1a000000-0000-4000-8000-000000000004', 'free', routing_type => 'workshop_only',
   preferred_mechanic_id => '3e000000-0000-4000-8000-000000000002', intake => '{}') ->> 'session_id')::uuid as id;
-update public.intakes set waiver_signed_at = now() where waiver_signed_at is null;  -- start needs it
 select ok(
   not public.mechanic_queue_for('3e000000-0000-4000-8000-000000000001') @> jsonb_build_array(
     jsonb_build_object('session_id', (select id from s4))),
@@ -163,7 +167,6 @@ select throws_like(
 create temporary table s3 on commit drop as
 select (public.create_session_record('b0b00000-0000-4000-8000-000000000002', 'free',
   '1b000000-0000-4000-8000-000000000001', 'free', intake => '{}') ->> 'session_id')::uuid as id;
-update public.intakes set waiver_signed_at = now() where waiver_signed_at is null;  -- start needs it
 update public.session_assignments set offered_at = now() - interval '1 hour'
 where session_id = (select id from s3);
 select ok(
