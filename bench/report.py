@@ -92,6 +92,7 @@ def ratios(results: dict[str, Any]) -> dict[str, float | None]:
         "D_over_B_c8": _div(_thr(results, "D", 8), _thr(results, "B", 8)),
         "D_over_E_c8": _div(_thr(results, "D", 8), _thr(results, "E", 8)),
         "D_api_cpu_over_F_api_cpu_c8": _div(_cpu(results, "D", 8, "api"), _cpu(results, "F", 8, "api")),
+        "F_over_B_c8": _div(_thr(results, "F", 8), _thr(results, "B", 8)),  # the floor's own D_over_B: no target
         "B_over_C_c8": _div(_thr(results, "B_py", 8), _thr(results, "C", 8)),
         "B_p99_1M_over_10k": _div(large, small),
         "B_over_A_c8": _div(_thr(results, "B", 8), _thr(results, "A", 8)),
@@ -242,6 +243,9 @@ def markdown(results: dict[str, Any], results_file: Path, chart_name: str) -> st
         " one after the other, the same ratios moved by 20-50 % between runs on this shared machine). 1 and 32"
         " clients are measured path by path (E, F and S at 8 clients only). The scale comparison takes turns the"
         " same way, between two stacks.",
+        "- **The API as shipped**: `pysvc serve` (one uvicorn process, uvloop, httptools) at `LOG_LEVEL=INFO`, so"
+        " every request writes its access-log line, with its request id and metrics; E and F run under the same"
+        " uvicorn options.",
         "- Autocannon and pgbench run on the same 2 cores as the servers, so throughput is shared with them;"
         " their own CPU is in the `client` column.",
         "- **Why autocannon and not wrk**: `make bench` must install its load generator without root."
@@ -389,6 +393,25 @@ def _reading(results: dict[str, Any]) -> list[str]:
                      f" {_fmt(results['ratios'].get('D_over_B_c8'), 2)}. The rest is latency: at 8 clients each"
                      f" request waits for the API's turn on a core as well (p50 {_fmt(d['p50_ms'], 1)} ms vs B's"
                      f" {_fmt(b['p50_ms'], 1)} ms).")
+    f_over_b = results["ratios"].get("F_over_B_c8")
+    if f_over_b is not None:
+        lines.append(f"- **The floor against B**: F, a bare ASGI callable with nothing but PyJWT and aiohttp, makes"
+                     f" {_fmt(f_over_b, 2)} x B's sessions per second in the same run (D: "
+                     f"{_fmt(results['ratios'].get('D_over_B_c8'), 2)}; D/F"
+                     f" {_fmt(_div(results['ratios'].get('D_over_B_c8'), f_over_b), 2)}): what D_over_B_c8 can reach"
+                     " with any Python process in the hop, on these cores.")
+    e, f = _point(results, "E", 8), _point(results, "F", 8)
+    if e and total["D"] and e["cpu_ms_per_session"].get("total"):
+        ce = e["cpu_ms_per_session"]
+        shared = sum(cd.get(k) or 0.0 for k in ("postgres", "postgrest", "client"))
+        lines.append(f"- **D against E**: E needs {_fmt(ce['total'], 2)} ms of CPU per session in all, D"
+                     f" {_fmt(total['D'], 2)} ms: if CPU alone set throughput, D/E would be"
+                     f" {_fmt(_div(ce['total'], total['D']), 2)}; the run measured"
+                     f" {_fmt(results['ratios'].get('D_over_E_c8'), 2)} (E's one event loop also makes its requests"
+                     f" wait: p50 {_fmt(e['p50_ms'], 1)} ms). {_fmt(shared, 2)} ms of D's total is PostgreSQL,"
+                     " PostgREST and the load generator, which no API code removes.")
+    if f:
+        lines += _api_over_floor(results, cd, f["cpu_ms_per_session"])
     if d.get("cpu_pct", {}).get("api") is not None:
         lines.append(f"- **The API's event loop is not the cap**: at {_fmt(d['throughput'])} sessions/s it uses"
                      f" {_fmt(d['cpu_pct']['api'], 0)} % of one core.")
@@ -398,6 +421,24 @@ def _reading(results: dict[str, Any]) -> list[str]:
                      " the cores, so absolute throughput is low and noisy; ratios between paths taking turns and"
                      " CPU per session are what to compare.")
     return lines
+
+
+def _api_over_floor(results: dict[str, Any], cd: dict[str, Any], cf: dict[str, Any]) -> list[str]:
+    """D's API CPU over F's, by package, from the two CPU-time profiles of the run."""
+    extra = (cd.get("api") or 0.0) - (cf.get("api") or 0.0)
+    line = (f"- **D's API against the floor's**: {_fmt(cd.get('api'), 3)} vs {_fmt(cf.get('api'), 3)} ms per intake,"
+            f" {_fmt(extra, 3)} ms more")
+    profiles = [(results.get(k) or {}).get("cpu_sampler") or {} for k in ("api_profile", "api_profile_F")]
+    if all("by_innermost_package" in prof for prof in profiles):
+        d_ms, f_ms = ({r["name"]: r["ms_per_session"] or 0.0 for r in prof["by_innermost_package"]}
+                      for prof in profiles)
+        f_ms["pysvc"] = f_ms.pop("bench", 0.0)  # F's own handler against pysvc's
+        diffs = sorted(((d_ms.get(n, 0.0) - f_ms.get(n, 0.0), n) for n in set(d_ms) | set(f_ms)), reverse=True)
+        parts = ", ".join(f"{n} {diff:+.3f}" for diff, n in diffs if abs(diff) >= 0.01)
+        line += (f"; by the CPU-time profiles (ms per intake, D minus F, F's handler counted as its `pysvc`):"
+                 f" {parts}. `pysvc` is the request id, the access-log line, metrics and the error model;"
+                 " `pydantic`, the models the OpenAPI document describes")
+    return [line + "."]
 
 
 def _api_profile(results: dict[str, Any]) -> list[str]:
@@ -411,7 +452,8 @@ def _one_api_profile(results: dict[str, Any], key: str, path: str) -> list[str]:
         return []
     runs = {name: prof.get(name) or {} for name in ("cpu_sampler", "py_spy")}
     ok = {name: run for name, run in runs.items() if "samples" in run}
-    lines = ["", f"## Where the API's CPU goes per intake ({path} at {prof['concurrency']} clients)", ""]
+    unit = "session" if path == "S" else "intake"  # S: a customer's whole session, six requests
+    lines = ["", f"## Where the API's CPU goes per {unit} ({path} at {prof['concurrency']} clients)", ""]
     for name, run in runs.items():
         if "error" in run:
             lines.append(f"- {name}: not taken ({run['error']}).")
@@ -422,7 +464,7 @@ def _one_api_profile(results: dict[str, Any], key: str, path: str) -> list[str]:
         " second API process (`bench/cpusampler`: ITIMER_PROF, one sample per ms of the process's CPU, so only"
         " CPU counts) and"
         " py-spy attached from outside (wall time while the thread is runnable, so on a busy machine it also"
-        " counts time spent waiting for a core). Shares become ms per intake with the API's CPU per session"
+        f" counts time spent waiting for a core). Shares become ms per {unit} with the API's CPU per session"
         f" measured unprofiled at c{prof['concurrency']}: {_fmt(prof['api_cpu_ms_per_session'], 3)} ms. A sample is"
         " charged to the innermost non-stdlib package on its stack (a socket write made by httpcore is httpcore's).",
         "",
@@ -430,7 +472,7 @@ def _one_api_profile(results: dict[str, Any], key: str, path: str) -> list[str]:
     names = list(ok)
     shares = {n: {row["name"]: row for row in ok[n]["by_innermost_package"]} for n in names}
     packages = list(dict.fromkeys(row for n in names for row in shares[n]))
-    lines += ["| package (innermost) | " + " | ".join(f"{n} share | {n} ms/intake" for n in names) + " |",
+    lines += ["| package (innermost) | " + " | ".join(f"{n} share | {n} ms/{unit}" for n in names) + " |",
               "|---|" + "---:|---:|" * len(names)]
     for package in packages[:14]:
         cells = []
@@ -440,7 +482,7 @@ def _one_api_profile(results: dict[str, Any], key: str, path: str) -> list[str]:
         lines.append(f"| {package} | " + " | ".join(cells) + " |")
     for n in names:
         lines += ["", f"Top of the stack (self), {n} ({ok[n]['samples']} samples):", "",
-                  "| function | share | ms per intake |", "|---|---:|---:|"]
+                  f"| function | share | ms per {unit} |", "|---|---:|---:|"]
         for row in ok[n]["self_top"][:12]:
             name = row["name"].replace("|", "\\|")
             lines.append(f"| `{name}` | {row['share']:.1%} | {_fmt(row['ms_per_session'], 3)} |")

@@ -64,7 +64,8 @@ class ApiServer:
             "SUPABASE_REST_URL": self.target.rest_url,
             "SUPABASE_SERVICE_ROLE_KEY": self.target.service_role_key,
             "SUPABASE_JWT_SECRET": self.target.jwt_secret,
-            "LOG_LEVEL": "WARNING",
+            # As shipped: INFO, one access-log line per request (PYSVC_BENCH_LOG_LEVEL=WARNING: without it)
+            "LOG_LEVEL": os.environ.get("PYSVC_BENCH_LOG_LEVEL", "INFO"),
             "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
         }
         for key, value in self.extra_env.items():

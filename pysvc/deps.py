@@ -56,7 +56,8 @@ class Services:
         return cls(
             settings=settings, rpc=rpc, store=store, stripe=stripe,
             intakes=Intakes(factory, store, stripe), fulfilment=fulfilment,
-            webhook=Webhook(rpc, stripe, fulfilment, metrics), tokens=TokenVerifier(settings),
+            webhook=Webhook(rpc, stripe, fulfilment, metrics),
+            tokens=TokenVerifier(settings, cache_size=settings.token_cache_size),
             lifecycle=Lifecycle(rpc), outbox=outbox, metrics=metrics,
         )
 

@@ -114,8 +114,9 @@ class SessionFactory:
         return cls.from_client(connect(rest_url, service_role_key))
 
     async def create_session_record(self, params: CreateSessionParams) -> CreateSessionResult:
-        data = await self.rpc.call(RPC, params.model_dump(mode="json", exclude_none=True))
-        result = CreateSessionResult.model_validate(data)
+        # JSON straight from and into the models (pydantic's own encoder and parser, no dict in between)
+        raw = await self.rpc.call_json(RPC, params.model_dump_json(exclude_none=True).encode())
+        result = CreateSessionResult.model_validate_json(raw)
         if result.created:
             self.metrics.session_created(params.payment_method)
         return result

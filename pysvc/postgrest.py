@@ -141,38 +141,67 @@ class Rpc:
         self.headers = dict(client.headers)
 
     async def call(self, function: str, args: dict[str, Any]) -> Any:
-        url = f"{self.base}/rpc/{function}"
+        return _answer(*await self._call(function, json.dumps(args).encode()))
+
+    async def call_json(self, function: str, body: bytes) -> bytes:
+        """`call` with the arguments already JSON (a model's `model_dump_json`): the answer's JSON as it
+        came, for a model's `model_validate_json`; failures raised as `call` raises them."""
+        status, raw = await self._call(function, body)
+        if 200 <= status < 300:
+            return raw
+        raise _failure(status, raw)
+
+    async def _call(self, function: str, body: bytes) -> tuple[int, bytes]:
         async with self.in_flight:
             started = time.perf_counter()
             try:
-                status, raw = await (self._post_aiohttp if self.pool else self._post_httpx)(url, args)
+                return await self._send("POST", f"{self.base}/rpc/{function}", body)
             finally:
                 self.metrics.rpc_observe(function, time.perf_counter() - started)
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = None
-        if 200 <= status < 300:
-            return body
-        raise error_for(status, body if isinstance(body, dict) else {})
 
-    async def _post_aiohttp(self, url: str, args: dict[str, Any]) -> tuple[int, bytes]:
-        assert self.pool is not None
+    async def select(self, table: str, params: dict[str, str]) -> list[Any]:
+        """A table read in PostgREST's query syntax (`{"id": "eq.…", "select": "…"}`), without postgrest-py's
+        query builder: the reads a customer's client polls."""
+        async with self.in_flight:
+            status, raw = await self._send("GET", f"{self.base}/{table}", None, params)
+        rows = _answer(status, raw)
+        return rows if isinstance(rows, list) else []
+
+    async def _send(self, method: str, url: str, body: bytes | None,
+                    params: dict[str, str] | None = None) -> tuple[int, bytes]:
+        if self.pool is None:
+            try:
+                answer = await self.client.session.request(method, url, content=body, params=params,
+                                                           headers=self.client.headers)
+            except httpx.TransportError as exc:
+                raise BackendUnavailable(f"PostgREST unreachable: {exc}") from exc
+            return answer.status_code, answer.content
         try:
-            async with self.pool().post(url, data=json.dumps(args).encode(), headers=self.headers) as response:
+            async with self.pool().request(method, url, data=body, params=params, headers=self.headers) as response:
                 return response.status, await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise BackendUnavailable(f"PostgREST unreachable: {exc or type(exc).__name__}") from exc
 
-    async def _post_httpx(self, url: str, args: dict[str, Any]) -> tuple[int, bytes]:
-        try:
-            response = await self.client.session.post(url, json=args, headers=self.client.headers)
-        except httpx.TransportError as exc:
-            raise BackendUnavailable(f"PostgREST unreachable: {exc}") from exc
-        return response.status_code, response.content
-
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+def _answer(status: int, raw: bytes) -> Any:
+    """A PostgREST answer's JSON, or its error raised as an ApiError."""
+    if not 200 <= status < 300:
+        raise _failure(status, raw)
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        return None
+
+
+def _failure(status: int, raw: bytes) -> ApiError:
+    try:
+        body = json.loads(raw) if raw else None
+    except ValueError:
+        body = None
+    return error_for(status, body if isinstance(body, dict) else {})
 
 
 async def guard(request: Awaitable[T]) -> T:

@@ -34,3 +34,14 @@ def invalid_request(errors: Sequence[Any]) -> JSONResponse:
     message = f"{where}: {first.get('msg', 'invalid request')}".strip(": ")
     code = INVALID_INTAKE if first.get("type") == INVALID_INTAKE else "INVALID_REQUEST"
     return JSONResponse({"error": message, "code": code}, status_code=422)
+
+
+def internal_error() -> JSONResponse:
+    """500 for an exception nothing handled (logged by the caller with its traceback)."""
+    return JSONResponse({"error": "internal error", "code": "INTERNAL", "requestId": request_id.get()},
+                        status_code=500)
+
+
+def unreadable_body(detail: str = "There was an error parsing the body") -> JSONResponse:
+    """422 for a body that cannot be read at all (not UTF-8, say): FastAPI's 400, in the one shape."""
+    return JSONResponse({"error": detail, "code": "INVALID_REQUEST"}, status_code=422)

@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     # Request bodies over this many bytes are refused with 413 before they are parsed.
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     max_webhook_body_bytes: int = Field(default=1024 * 1024, ge=1024)  # Stripe events can be large
+    # Access tokens already verified, remembered until their `exp` (0 turns it off; docs/benchmarks.md).
+    token_cache_size: int = Field(default=10_000, ge=0)
     # GET /metrics (Prometheus) wants `Authorization: Bearer <this>` when set; unset, it is open to all.
     metrics_token: SecretStr | None = None
     # Retired: the session limits live in one row of the database, which pg_cron reads too. Refused

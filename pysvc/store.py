@@ -104,11 +104,9 @@ class Store:
         return Intake.model_validate(response.data[0])
 
     async def active_session(self, customer_id: UUID) -> SessionRow | None:
-        response = await guard(
-            self.client.from_("sessions").select(SESSION_COLUMNS)
-            .eq("customer_user_id", str(customer_id)).is_("is_active", "true").limit(1).execute()
-        )
-        return SessionRow.model_validate(response.data[0]) if response.data else None
+        rows = await self.rpc.select("sessions", {"select": SESSION_COLUMNS, "customer_user_id": f"eq.{customer_id}",
+                                                  "is_active": "is.true", "limit": "1"})
+        return SessionRow.model_validate(rows[0]) if rows else None
 
     async def session_for_intake(self, intake_id: UUID) -> SessionRow | None:
         response = await guard(
@@ -118,17 +116,16 @@ class Store:
 
     async def session_detail(self, session_id: UUID, user_id: UUID) -> SessionDetail | None:
         """One session with its participants and history, if `user_id` takes part in it."""
-        response = await guard(
-            self.client.from_("sessions")
-            .select("id,type,status,plan,intake_id,created_at,started_at,urgent,routing_type,"
-                    "intakes(waiver_signed_at),session_participants(user_id,role),"
-                    "session_events(event_type,user_id,created_at,reason:metadata->>reason),"
-                    "payments(status,amount,currency,amount_refunded)")
-            .eq("id", str(session_id)).execute()
-        )
-        if not response.data:
+        rows = await self.rpc.select("sessions", {
+            "select": "id,type,status,plan,intake_id,created_at,started_at,urgent,routing_type,"
+                      "intakes(waiver_signed_at),session_participants(user_id,role),"
+                      "session_events(event_type,user_id,created_at,reason:metadata->>reason),"
+                      "payments(status,amount,currency,amount_refunded)",
+            "id": f"eq.{session_id}",
+        })
+        if not rows:
             return None
-        row: Any = response.data[0]
+        row: Any = rows[0]
         people = {p["user_id"]: p["role"] for p in row["session_participants"]}
         if str(user_id) not in people:
             return None

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from pysvc.local.stack import PROJECT_ROOT
 
-RATIOS = {"D_cpu_over_A_cpu_c8", "D_over_B_c8", "D_over_E_c8", "D_api_cpu_over_F_api_cpu_c8", "B_over_C_c8",
-          "B_p99_1M_over_10k", "B_over_A_c8", "B_over_A_c32"}
+RATIOS = {"D_cpu_over_A_cpu_c8", "D_over_B_c8", "D_over_E_c8", "D_api_cpu_over_F_api_cpu_c8", "F_over_B_c8",
+          "B_over_C_c8", "B_p99_1M_over_10k", "B_over_A_c8", "B_over_A_c32"}
 PATHS = {"A": "pgbench", "B": "autocannon", "B_py": "Python", "C": "Python", "D": "autocannon", "E": "autocannon",
          "F": "autocannon", "S": "autocannon"}
 PROCESSES = {"postgres", "postgrest", "api", "client"}

@@ -9,21 +9,22 @@ from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI
 
-from pysvc.api import create_app
+from pysvc.api import Api, create_app
 from pysvc.local.stack import StackInfo, free_port
 from pysvc.settings import Settings
 
 
 @contextlib.contextmanager
-def running_api(settings: Settings, app: FastAPI | None = None) -> Iterator[str]:
+def running_api(settings: Settings, app: Api | None = None, *, fast_path: bool = True) -> Iterator[str]:
     """The real FastAPI app (this one, or one made from settings) on uvicorn, on a free port, driven over
-    real HTTP."""
+    real HTTP. `fast_path=False`: the hot route served by its FastAPI declaration instead (pysvc.fastpath),
+    to compare the two."""
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app or create_app(settings), host="127.0.0.1", port=port, log_config=None, access_log=False),
-    )
+    app = app or create_app(settings)
+    if not fast_path:
+        app.fast = None
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
