@@ -6,6 +6,7 @@ a payment already refunded never becomes a session, whatever Stripe's Checkout s
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,8 +39,7 @@ class Fulfilment:
 
     async def fulfil(self, checkout: dict[str, Any]) -> Outcome:
         """Create the session a paid checkout bought, or refund it; record an unpaid one's state."""
-        metadata = checkout.get("metadata") if isinstance(checkout.get("metadata"), dict) else {}
-        assert isinstance(metadata, dict)
+        metadata = metadata_of(checkout)
         if checkout.get("payment_status") not in ("paid", "no_payment_required"):
             if checkout.get("status") == "complete":  # an async method: the bank has not cleared it yet
                 await self.record_status(checkout, "processing")
@@ -68,12 +68,8 @@ class Fulfilment:
 
     async def record_status(self, checkout: dict[str, Any], status: str) -> dict[str, Any]:
         """An unpaid Checkout's news (processing, expired, payment_failed) for its payment."""
-        metadata = checkout.get("metadata") if isinstance(checkout.get("metadata"), dict) else {}
-        assert isinstance(metadata, dict)
-        payment_id = metadata.get("payment_id")
         result: dict[str, Any] = await self.rpc.call("record_checkout_status", {
-            "checkout_session_id": checkout.get("id"), "status": status,
-            "payment_id": payment_id if isinstance(payment_id, str) and len(payment_id) == 36 else None,
+            "checkout_session_id": checkout.get("id"), "status": status, "payment_id": payment_id_of(checkout),
         })
         return result
 
@@ -92,6 +88,21 @@ class Fulfilment:
             log.info("checkout %s refund requested (%s): outbox %s", checkout.get("id"), result.reason,
                      result.refund["outbox_id"])
         return Outcome(InboxStatus.refunded, detail=detail)
+
+
+def metadata_of(obj: dict[str, Any]) -> dict[str, Any]:
+    """A Stripe object's metadata (strings this service wrote), or {} for anything else."""
+    metadata = obj.get("metadata")
+    return metadata if isinstance(metadata, dict) else {}
+
+
+def payment_id_of(obj: dict[str, Any]) -> str | None:
+    """The payment this service put in a Checkout's or refund's metadata, when it is a payment id."""
+    value = metadata_of(obj).get("payment_id")
+    try:
+        return str(uuid.UUID(value)) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def _text(value: object) -> str | None:

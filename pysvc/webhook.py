@@ -14,7 +14,7 @@ import stripe
 
 from pysvc.enums import CHECKOUT_ID, InboxStatus
 from pysvc.errors import ApiError, BadPayload, BadSignature, MissingSignature
-from pysvc.fulfilment import PENDING, Fulfilment, Outcome
+from pysvc.fulfilment import PENDING, Fulfilment, Outcome, payment_id_of
 from pysvc.metrics import Metrics
 from pysvc.postgrest import Rpc
 from pysvc.schemas import WebhookAck
@@ -191,15 +191,12 @@ class Webhook:
         refund_id, amount, status = refund.get("id"), refund.get("amount"), refund.get("status")
         if not isinstance(refund_id, str) or not _is_amount(amount) or not isinstance(status, str):
             return None
-        metadata = refund.get("metadata") if isinstance(refund.get("metadata"), dict) else {}
-        assert isinstance(metadata, dict)
-        payment_id = metadata.get("payment_id")
         payment_intent = refund.get("payment_intent")
         result: dict[str, Any] = await self.rpc.call("record_charge_refund", {
             "refund_id": refund_id, "amount": amount, "status": status,
             "payment_intent": payment_intent if isinstance(payment_intent, str) else None,
             "failure_reason": refund.get("failure_reason") if isinstance(refund.get("failure_reason"), str) else None,
-            "payment_id": payment_id if isinstance(payment_id, str) and len(payment_id) == 36 else None,
+            "payment_id": payment_id_of(refund),
         })
         return result
 
